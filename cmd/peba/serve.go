@@ -1,0 +1,203 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/peba-go/peba"
+	"github.com/peba-go/peba/auth"
+	"github.com/peba-go/peba/blobstore"
+	"github.com/peba-go/peba/config"
+	"github.com/peba-go/peba/duckdb"
+	"github.com/peba-go/peba/ews"
+	"github.com/peba-go/peba/geoip"
+	"github.com/peba-go/peba/http/httpserver"
+	"github.com/peba-go/peba/http/pebaapi"
+	"github.com/peba-go/peba/ingest"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// openStore opens the embedded store in cfg.DataDir, creating the directory.
+func openStore(cfg *config.Config) (*duckdb.Store, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("cannot create data directory: %w", err)
+	}
+	st, err := duckdb.Open(filepath.Join(cfg.DataDir, "peba.duckdb"), duckdb.Options{MemoryLimit: cfg.DuckDBMemoryLimit})
+	if err != nil {
+		if strings.Contains(err.Error(), "lock") {
+			return nil, fmt.Errorf("cannot open the database in %s (is a peba server running on it? stop it first): %w", cfg.DataDir, err)
+		}
+		return nil, fmt.Errorf("cannot open the database in %s: %w", cfg.DataDir, err)
+	}
+	return st, nil
+}
+
+func runServe(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, _, err := config.Load("serve", args, getenv, stderr, nil)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	log.Info("Starting peba", "version", version, "commit", commit)
+	for _, line := range cfg.Dump() {
+		log.Debug("Config", "setting", line)
+	}
+
+	t := time.Now()
+	store, err := openStore(cfg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		t := time.Now()
+		if err := store.Close(); err != nil {
+			log.Error("Cannot close store", "error", err)
+		}
+		log.Info("Store closed", "duration", time.Since(t))
+	}()
+	log.Info("Store opened", "engine", "duckdb", "data_dir", cfg.DataDir, "duration", time.Since(t))
+
+	blobs, err := blobstore.Open(filepath.Join(cfg.DataDir, "payloads"))
+	if err != nil {
+		return err
+	}
+	geo, err := geoip.Open(geoip.Config{CityPath: cfg.GeoIPCity, CountryPath: cfg.GeoIPCountry, ASNPath: cfg.GeoIPASN, ReloadInterval: time.Minute}, log)
+	if err != nil {
+		return err
+	}
+	defer geo.Close()
+	logGeoStatus(log, geo)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	authn := auth.New(auth.Credentials{User: cfg.CommunityUser, Token: cfg.CommunityToken}, store, auth.Options{})
+	pipe := ingest.New(store, geo, blobs, ingest.Options{
+		QueueEvents: cfg.QueueEvents, MaxBatch: cfg.CommitMaxBatch, Registerer: reg, Logger: log,
+	})
+	api := pebaapi.New(pebaapi.Config{
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		Decode:       ews.Options{MaxAlerts: cfg.MaxAlertsPerPost, MaxFieldBytes: cfg.MaxFieldBytes, MaxPayloadBytes: cfg.MaxPayloadBytes},
+	}, authn, pipe, store, log, reg)
+
+	srv := httpserver.New(cfg.BindHost, store, reg, log)
+	api.Register(srv.Mux)
+
+	ln, err := net.Listen("tcp", cfg.BindHost)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s: %w", cfg.BindHost, err)
+	}
+	log.Info("Listening", "addr", ln.Addr().String(), "ingest", "http://"+ln.Addr().String()+"/ews-0.1/alert/postSimpleMessage")
+
+	bg, stopBG := context.WithCancel(context.Background())
+	defer stopBG()
+	go retentionLoop(bg, store, cfg.RetentionDays, log)
+	go checkpointLoop(bg, store, log)
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.HTTP.Serve(ln) }()
+
+	select {
+	case err := <-serveErr:
+		if !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("cannot serve: %w", err)
+		}
+	case <-ctx.Done():
+	}
+	// Shutdown in reverse order of start: stop taking requests, let in-flight
+	// POSTs finish (they wait for their commit), drain the pipeline, close
+	// the store (deferred).
+	log.Info("Shutting down", "grace", cfg.ShutdownGrace)
+	srv.SetDraining()
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+	defer cancel()
+	if err := srv.HTTP.Shutdown(sctx); err != nil {
+		log.Warn("HTTP shutdown incomplete", "error", err)
+	}
+	if err := pipe.Close(sctx); err != nil {
+		log.Warn("Ingest pipeline did not drain", "error", err)
+	}
+	stopBG()
+	return nil
+}
+
+func logGeoStatus(log *slog.Logger, geo *geoip.DB) {
+	st := geo.Status()
+	if !st.Any() {
+		log.Warn("No GeoIP database loaded: countries, locations and ASNs will be '-' (private ranges still map to PIR). " +
+			"Get DB-IP Lite City and ASN (no key needed) from https://db-ip.com/db/lite.php and set GEOIP_CITY / GEOIP_ASN.")
+		return
+	}
+	for _, d := range st.Databases {
+		log.Info("GeoIP database", "role", d.Role, "path", d.Path, "type", d.Type, "built", d.Built)
+	}
+}
+
+// retentionLoop deletes events older than days, hourly (and at start).
+func retentionLoop(ctx context.Context, store peba.Store, days int, log *slog.Logger) {
+	if days <= 0 {
+		return
+	}
+	tick := time.NewTicker(time.Hour)
+	defer tick.Stop()
+	for {
+		cutoff := time.Now().UTC().AddDate(0, 0, -days)
+		n, err := store.DeleteEventsBefore(ctx, cutoff)
+		if err != nil && ctx.Err() == nil {
+			log.Error("Retention failed", "error", err)
+		} else if n > 0 {
+			log.Info("Retention removed old events", "events", n, "before", cutoff.Format(time.RFC3339))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// checkpointer is implemented by stores that benefit from explicit,
+// scheduled checkpoints (DuckDB: an automatic checkpoint runs inside a
+// committing transaction and stalls ingest).
+type checkpointer interface {
+	Checkpoint(ctx context.Context) error
+}
+
+func checkpointLoop(ctx context.Context, store peba.Store, log *slog.Logger) {
+	cp, ok := store.(checkpointer)
+	if !ok {
+		return
+	}
+	tick := time.NewTicker(time.Minute)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if err := cp.Checkpoint(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("Checkpoint failed", "error", err)
+			}
+		}
+	}
+}

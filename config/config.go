@@ -1,0 +1,284 @@
+// Package config declares every setting of the service once, with its
+// default, its PEBA name where PEBA had one, and a validator, and reads them
+// from (in rising precedence) a config file, PEBA_* environment variables and
+// command-line flags. The resulting Config is immutable and passed to
+// constructors; nothing reads a global.
+package config
+
+import (
+	"bufio"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the validated configuration of `peba serve` and the other
+// subcommands.
+type Config struct {
+	BindHost       string // BINDHOST: listen address
+	DataDir        string // DATADIR: directory holding the database and payload files
+	CommunityUser  string // COMMUNITYUSER
+	CommunityToken string // COMMUNITYTOKEN (secret)
+
+	MaxAlerts       int    // MAXALERTS: result size of retrieveAlertsCyber/querySingleIP (PEBA 1.x)
+	BadIPTimespan   int    // BADIPTIMESPAN: minutes considered by retrieveIPs
+	CORSDomain      string // CORSDOMAIN
+	DefaultResponse string // DEFAULTRESPONSE
+
+	RetentionDays int // RETENTIONDAYS: events older than this are deleted; 0 keeps forever
+
+	GeoIPCity, GeoIPCountry, GeoIPASN string // GEOIP_CITY, GEOIP_COUNTRY, GEOIP_ASN: .mmdb paths
+
+	MaxBodyBytes     int64 // MAXBODYBYTES: largest accepted POST body
+	MaxAlertsPerPost int   // MAXALERTSPERPOST: alerts per EWS body
+	MaxPayloadBytes  int   // MAXPAYLOADBYTES: payloads above are hashed but their bytes not kept
+	MaxFieldBytes    int   // MAXFIELDBYTES: longer text fields are truncated
+
+	QueueEvents    int           // QUEUEEVENTS: events waiting for commit before ingest answers 503
+	CommitMaxBatch int           // COMMITMAXEVENTS: events in one group commit
+	ShutdownGrace  time.Duration // SHUTDOWNGRACE
+
+	DuckDBMemoryLimit string // DUCKDB_MEMORY_LIMIT
+
+	LogLevel  string // LOGLEVEL: debug, info, warn, error
+	LogFormat string // LOGFORMAT: text or json
+
+	effective map[string]string // the raw values, for Dump
+}
+
+type option struct {
+	name   string // PEBA-style upper-case key; env var is PEBA_<name>, flag is lower-case
+	def    string
+	help   string
+	secret bool
+	set    func(c *Config, v string) error
+}
+
+func str(dst func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error { *dst(c) = v; return nil }
+}
+
+func integer(min int, dst func(*Config) *int) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < min {
+			return fmt.Errorf("must be an integer >= %d", min)
+		}
+		*dst(c) = n
+		return nil
+	}
+}
+
+var options = []option{
+	{"BINDHOST", "127.0.0.1:9922", "address to listen on", false, str(func(c *Config) *string { return &c.BindHost })},
+	{"DATADIR", "./peba-data", "data directory (database, payload files)", false, str(func(c *Config) *string { return &c.DataDir })},
+	{"COMMUNITYUSER", "community-01-user", "username of the shared community credentials", false, str(func(c *Config) *string { return &c.CommunityUser })},
+	{"COMMUNITYTOKEN", "foth{a5maiCee8fineu7", "token of the shared community credentials (PEBA's public default)", true, str(func(c *Config) *string { return &c.CommunityToken })},
+	{"MAXALERTS", "5", "result size of retrieveAlertsCyber and querySingleIP", false, integer(1, func(c *Config) *int { return &c.MaxAlerts })},
+	{"BADIPTIMESPAN", "120", "minutes considered by retrieveIPs", false, integer(1, func(c *Config) *int { return &c.BadIPTimespan })},
+	{"CORSDOMAIN", "http://sicherheitstacho.eu", "allowed CORS origin for /alert/*", false, str(func(c *Config) *string { return &c.CORSDomain })},
+	{"DEFAULTRESPONSE", "Nope", "body PEBA returns for invalid requests", false, str(func(c *Config) *string { return &c.DefaultResponse })},
+	{"RETENTIONDAYS", "90", "delete events older than this many days (0 = keep forever)", false, integer(0, func(c *Config) *int { return &c.RetentionDays })},
+	{"GEOIP_CITY", "", "path of a City .mmdb (DB-IP Lite City or GeoLite2-City)", false, str(func(c *Config) *string { return &c.GeoIPCity })},
+	{"GEOIP_COUNTRY", "", "path of a Country .mmdb (optional; the City database also has countries)", false, str(func(c *Config) *string { return &c.GeoIPCountry })},
+	{"GEOIP_ASN", "", "path of an ASN .mmdb (DB-IP Lite ASN or GeoLite2-ASN)", false, str(func(c *Config) *string { return &c.GeoIPASN })},
+	{"MAXBODYBYTES", "33554432", "largest accepted POST body in bytes", false, func(c *Config, v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1024 {
+			return errors.New("must be an integer >= 1024")
+		}
+		c.MaxBodyBytes = n
+		return nil
+	}},
+	{"MAXALERTSPERPOST", "1000", "most alerts accepted in one EWS body (ewsposter sends <= 100)", false, integer(1, func(c *Config) *int { return &c.MaxAlertsPerPost })},
+	{"MAXPAYLOADBYTES", "10485760", "payloads larger than this are hashed but not kept", false, integer(0, func(c *Config) *int { return &c.MaxPayloadBytes })},
+	{"MAXFIELDBYTES", "65536", "longer text fields are truncated (and the truncation recorded)", false, integer(256, func(c *Config) *int { return &c.MaxFieldBytes })},
+	{"QUEUEEVENTS", "200000", "events waiting for commit before ingest answers 503 + Retry-After", false, integer(1, func(c *Config) *int { return &c.QueueEvents })},
+	{"COMMITMAXEVENTS", "20000", "most events committed in one group commit", false, integer(1, func(c *Config) *int { return &c.CommitMaxBatch })},
+	{"SHUTDOWNGRACE", "10s", "how long shutdown waits for in-flight requests and commits", false, func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return errors.New("must be a duration such as 10s")
+		}
+		c.ShutdownGrace = d
+		return nil
+	}},
+	{"DUCKDB_MEMORY_LIMIT", "1GB", "DuckDB memory_limit", false, str(func(c *Config) *string { return &c.DuckDBMemoryLimit })},
+	{"LOGLEVEL", "info", "log level: debug, info, warn, error", false, func(c *Config, v string) error {
+		switch strings.ToLower(v) {
+		case "debug", "info", "warn", "error":
+			c.LogLevel = strings.ToLower(v)
+			return nil
+		}
+		return errors.New("must be debug, info, warn or error")
+	}},
+	{"LOGFORMAT", "text", "log format: text or json", false, func(c *Config, v string) error {
+		if v != "text" && v != "json" {
+			return errors.New("must be text or json")
+		}
+		c.LogFormat = v
+		return nil
+	}},
+}
+
+// Load builds the configuration for a subcommand from args (flags), the
+// environment and the config file named by -config or PEBA_CONFIG. The flag
+// set is returned so that subcommands can read positional arguments.
+// extra may declare subcommand-specific flags on the set before parsing.
+func Load(name string, args []string, getenv func(string) string, stderr io.Writer, extra func(*flag.FlagSet)) (*Config, *flag.FlagSet, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", getenv("PEBA_CONFIG"), "config file (KEY = value lines; PEBA's peba.cfg works)")
+	flagVals := map[string]*string{}
+	for _, o := range options {
+		flagVals[o.name] = fs.String(strings.ToLower(o.name), "", o.help+" (env PEBA_"+o.name+", default "+quoteDefault(o)+")")
+	}
+	if extra != nil {
+		extra(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, err
+	}
+	vals := map[string]string{}
+	for _, o := range options {
+		vals[o.name] = o.def
+	}
+	if *configPath != "" {
+		fileVals, err := readFile(*configPath)
+		if err != nil {
+			return nil, nil, err
+		}
+		for k, v := range fileVals {
+			if _, known := vals[k]; known {
+				vals[k] = v
+			}
+			// Unknown keys are ignored on purpose: PEBA's peba.cfg carries
+			// ELASTICSEARCH_HOST, MEMCACHE, ... that mean nothing here.
+		}
+	}
+	for _, o := range options {
+		if v, ok := lookupEnv(getenv, "PEBA_"+o.name); ok {
+			vals[o.name] = v
+		}
+	}
+	fs.Visit(func(f *flag.Flag) {
+		if p, ok := flagVals[strings.ToUpper(f.Name)]; ok {
+			vals[strings.ToUpper(f.Name)] = *p
+		}
+	})
+	c := &Config{effective: vals}
+	var problems []string
+	for _, o := range options {
+		if err := o.set(c, vals[o.name]); err != nil {
+			problems = append(problems, fmt.Sprintf("%s=%q: %v", o.name, display(o, vals[o.name]), err))
+		}
+	}
+	if len(problems) == 0 {
+		problems = c.validate()
+	}
+	if len(problems) > 0 {
+		return nil, nil, fmt.Errorf("invalid configuration:\n  %s", strings.Join(problems, "\n  "))
+	}
+	return c, fs, nil
+}
+
+func (c *Config) validate() []string {
+	var p []string
+	if c.BindHost == "" {
+		p = append(p, "BINDHOST must not be empty")
+	}
+	if c.DataDir == "" {
+		p = append(p, "DATADIR must not be empty")
+	}
+	if c.CommunityUser == "" || c.CommunityToken == "" {
+		p = append(p, "COMMUNITYUSER and COMMUNITYTOKEN must not be empty")
+	}
+	if c.CommitMaxBatch > c.QueueEvents {
+		p = append(p, "COMMITMAXEVENTS must not exceed QUEUEEVENTS")
+	}
+	return p
+}
+
+// Dump returns the effective configuration, one KEY = value line each,
+// sorted, with secrets masked, for the startup log.
+func (c *Config) Dump() []string {
+	out := make([]string, 0, len(options))
+	for _, o := range options {
+		out = append(out, o.name+" = "+display(o, c.effective[o.name]))
+	}
+	sort.Strings(out)
+	return out
+}
+
+func quoteDefault(o option) string {
+	if o.secret {
+		return "PEBA's public default"
+	}
+	return strconv.Quote(o.def)
+}
+
+func display(o option, v string) string {
+	if o.secret {
+		return "********"
+	}
+	return v
+}
+
+func lookupEnv(getenv func(string) string, key string) (string, bool) {
+	if getenv == nil {
+		return "", false
+	}
+	v := getenv(key)
+	if v != "" {
+		return v, true
+	}
+	// PEBA_COMMUNITYTOKEN_FILE style: read a secret from a file.
+	if path := getenv(key + "_FILE"); path != "" {
+		b, err := os.ReadFile(path)
+		if err == nil {
+			return strings.TrimRight(string(b), "\r\n"), true
+		}
+	}
+	return "", false
+}
+
+// readFile reads KEY = value lines. It accepts PEBA 1.x's peba.cfg, which is
+// Python syntax limited in practice to KEY = "string" / number / True/False
+// lines and # comments.
+func readFile(path string) (map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open config file: %w", err)
+	}
+	defer f.Close()
+	vals := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			return nil, fmt.Errorf("config file %s line %d: expected KEY = value", path, n)
+		}
+		k = strings.ToUpper(strings.TrimSpace(k))
+		v = strings.TrimSpace(v)
+		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+			v = v[1 : len(v)-1]
+		} else if i := strings.Index(v, " #"); i >= 0 {
+			v = strings.TrimSpace(v[:i])
+		}
+		vals[k] = v
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("cannot read config file: %w", err)
+	}
+	return vals, nil
+}

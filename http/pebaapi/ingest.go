@@ -1,0 +1,145 @@
+package pebaapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/peba-go/peba"
+	"github.com/peba-go/peba/auth"
+	"github.com/peba-go/peba/ews"
+	"github.com/peba-go/peba/ingest"
+)
+
+// resultOK is the answer ewsposter must see to consider a batch delivered
+// (peba.md §4.1, ewsposter.md §3.4). Any other answer makes it spool and
+// resend the batch, which is what we want whenever we did not commit it.
+const resultOK = "<Result><StatusCode>OK</StatusCode><Text></Text></Result>"
+
+// handlePostSimpleMessage is PEBA's PUT service: POST /ews-0.1/alert/postSimpleMessage.
+//
+// Every answer carries a <Result><StatusCode> body: ewsposter crashes on a
+// body without one and loses the batch (ewsposter.md §3.4). Success is
+// answered only after the batch is committed; every failure that a resend
+// could cure is a 503 with Retry-After.
+func (a *API) handlePostSimpleMessage(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		// PEBA answered 500 with this text (B-33); 405 is what it means.
+		w.Header().Set("Allow", http.MethodPost)
+		writeResult(w, http.StatusMethodNotAllowed, "Error", "POST is required for this action.")
+		a.countPost("method")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.cfg.MaxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			a.reject(w, r, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body exceeds %d bytes", a.cfg.MaxBodyBytes), "")
+			return
+		}
+		a.reject(w, r, http.StatusBadRequest, "bad_request", "cannot read body", "")
+		return
+	}
+	if len(body) == 0 {
+		a.reject(w, r, http.StatusBadRequest, "bad_request", "empty body: expected EWS XML", "")
+		return
+	}
+	batch, err := ews.Decode(body, a.decodeOpts)
+	if err != nil {
+		status := http.StatusBadRequest
+		if errors.Is(err, ews.ErrTooManyAlerts) {
+			status = http.StatusRequestEntityTooLarge
+		}
+		a.reject(w, r, status, "bad_request", err.Error(), "")
+		return
+	}
+	if !batch.HasAuth {
+		a.reject(w, r, http.StatusForbidden, "unauthorized", "missing Authentication username or token", "")
+		return
+	}
+	p, err := a.auth.Authenticate(r.Context(), batch.Username, batch.Token)
+	if err != nil {
+		if peba.ErrorCode(err) == peba.EUNAUTHORIZED {
+			a.reject(w, r, http.StatusForbidden, "unauthorized", "invalid credentials", batch.Username)
+			return
+		}
+		a.log.Error("Cannot authenticate sender", "user", clip(batch.Username), "error", err)
+		a.unavailable(w, r, "cannot check credentials, retry later", batch.Username)
+		return
+	}
+	if p.User != nil && p.User.GetOnly {
+		a.reject(w, r, http.StatusForbidden, "unauthorized", "this user may read but not submit", batch.Username)
+		return
+	}
+	res, err := a.ingest.Submit(r.Context(), p.Domain, batch.Events)
+	if err != nil {
+		a.log.Warn("Batch not stored", "user", clip(batch.Username), "events", len(batch.Events), "error", err)
+		a.unavailable(w, r, peba.ErrorMessage(err), batch.Username)
+		return
+	}
+	a.mAlerts.WithLabelValues("inserted").Add(float64(res.Inserted))
+	a.mAlerts.WithLabelValues("duplicate").Add(float64(res.Duplicates))
+	a.mAlerts.WithLabelValues("skipped").Add(float64(len(batch.Skipped)))
+	a.mBatch.Observe(float64(len(batch.Events) + len(batch.Skipped)))
+	a.countPost("ok")
+	if len(batch.Skipped) == 0 {
+		w.Header().Set("Content-Type", "text/xml; charset=utf-8")
+		io.WriteString(w, resultOK)
+		return
+	}
+	// Alerts that can never be stored do not fail the batch (a resend could
+	// not cure them); the sender learns how many and why.
+	reasons := make([]string, 0, len(batch.Skipped))
+	for _, s := range batch.Skipped {
+		reasons = append(reasons, s.Reason)
+		if len(reasons) == 10 {
+			reasons = append(reasons, fmt.Sprintf("and %d more", len(batch.Skipped)-10))
+			break
+		}
+	}
+	a.log.Info("Alerts skipped", "user", clip(batch.Username), "skipped", len(batch.Skipped), "stored", len(batch.Events), "first_reason", clip(batch.Skipped[0].Reason))
+	writeResult(w, http.StatusOK, "OK", fmt.Sprintf("%d of %d alerts skipped: %s",
+		len(batch.Skipped), len(batch.Skipped)+len(batch.Events), strings.Join(reasons, "; ")))
+}
+
+func (a *API) reject(w http.ResponseWriter, r *http.Request, status int, result, text, user string) {
+	a.countPost(result)
+	a.rejectLog.Warn(r.Context(), "Batch rejected", "status", status, "reason", clip(text), "user", clip(user), "client_ip", r.RemoteAddr)
+	writeResult(w, status, "Error", text)
+}
+
+func (a *API) unavailable(w http.ResponseWriter, r *http.Request, text, user string) {
+	w.Header().Set("Retry-After", strconv.Itoa(a.retryAfter))
+	a.reject(w, r, http.StatusServiceUnavailable, "unavailable", text, user)
+}
+
+func (a *API) countPost(result string) { a.mPosts.WithLabelValues(result).Inc() }
+
+func writeResult(w http.ResponseWriter, status int, code, text string) {
+	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
+	w.WriteHeader(status)
+	w.Write(ews.Result(code, text))
+}
+
+// clip bounds attacker-controlled values before they reach a log line.
+func clip(s string) string {
+	const max = 200
+	if len(s) <= max {
+		return strconv.QuoteToASCII(s)
+	}
+	return strconv.QuoteToASCII(s[:max]) + "..."
+}
+
+// Authenticator checks credentials (auth.Authenticator implements it).
+type Authenticator interface {
+	Authenticate(ctx context.Context, user, token string) (auth.Principal, error)
+}
+
+// Submitter stores events (ingest.Pipeline implements it).
+type Submitter interface {
+	Submit(ctx context.Context, domain peba.Domain, events []peba.Event) (ingest.Result, error)
+}
