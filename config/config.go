@@ -109,7 +109,7 @@ var options = []option{
 		c.ShutdownGrace = d
 		return nil
 	}},
-	{"DUCKDB_MEMORY_LIMIT", "1GB", "DuckDB memory_limit", false, str(func(c *Config) *string { return &c.DuckDBMemoryLimit })},
+	{"DUCKDB_MEMORY_LIMIT", "", "DuckDB memory_limit (empty: the store default, 256MB)", false, str(func(c *Config) *string { return &c.DuckDBMemoryLimit })},
 	{"LOGLEVEL", "info", "log level: debug, info, warn, error", false, func(c *Config, v string) error {
 		switch strings.ToLower(v) {
 		case "debug", "info", "warn", "error":

@@ -1,0 +1,75 @@
+package config
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func load(t *testing.T, args []string, envm map[string]string) (*Config, error) {
+	t.Helper()
+	c, _, err := Load("test", args, func(k string) string { return envm[k] }, io.Discard, nil)
+	return c, err
+}
+
+func TestDefaultsArePEBAs(t *testing.T) {
+	c, err := load(t, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.BindHost != "127.0.0.1:9922" || c.DataDir != "./peba-data" || c.CommunityUser != "community-01-user" ||
+		c.CommunityToken != "foth{a5maiCee8fineu7" || c.MaxAlerts != 5 || c.BadIPTimespan != 120 ||
+		c.DefaultResponse != "Nope" || c.RetentionDays != 90 {
+		t.Errorf("defaults: %+v", c)
+	}
+}
+
+func TestPrecedenceFileEnvFlag(t *testing.T) {
+	// PEBA 1.x's peba.cfg is Python syntax; its simple lines must load, and
+	// keys that mean nothing here (ELASTICSEARCH_HOST) are ignored.
+	file := filepath.Join(t.TempDir(), "peba.cfg")
+	os.WriteFile(file, []byte(`# PEBA config
+DEFAULTRESPONSE = "Nope!"
+BINDHOST = "0.0.0.0:1111"
+MAXALERTS = 7
+ELASTICSEARCH_HOST = "127.0.0.1:9200"
+COMMUNITYTOKEN = 'from-file'
+`), 0o600)
+	c, err := load(t, []string{"-config", file, "-maxalerts", "9"}, map[string]string{"PEBA_BINDHOST": "127.0.0.1:2222"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DefaultResponse != "Nope!" || c.BindHost != "127.0.0.1:2222" || c.MaxAlerts != 9 || c.CommunityToken != "from-file" {
+		t.Errorf("got %+v", c)
+	}
+}
+
+func TestSecretFromFileAndNeverDumped(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "tok")
+	os.WriteFile(secret, []byte("s3cr3t\n"), 0o600)
+	c, err := load(t, nil, map[string]string{"PEBA_COMMUNITYTOKEN_FILE": secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.CommunityToken != "s3cr3t" {
+		t.Errorf("token %q", c.CommunityToken)
+	}
+	dump := strings.Join(c.Dump(), "\n")
+	if strings.Contains(dump, "s3cr3t") || !strings.Contains(dump, "COMMUNITYTOKEN = ********") {
+		t.Errorf("dump leaks or lacks the secret line:\n%s", dump)
+	}
+}
+
+func TestInvalidValuesNamed(t *testing.T) {
+	_, err := load(t, []string{"-maxalerts", "abc", "-retentiondays", "-1"}, map[string]string{"PEBA_LOGLEVEL": "loud", "PEBA_COMMUNITYTOKEN": "x"})
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{"MAXALERTS=\"abc\"", "RETENTIONDAYS=\"-1\"", "LOGLEVEL=\"loud\""} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %s", err, want)
+		}
+	}
+}
