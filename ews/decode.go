@@ -1,0 +1,347 @@
+package ews
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+
+	"encoding/xml"
+
+	"github.com/peba-go/peba"
+)
+
+// Errors returned by Decode and DecodeAuth. They are *peba.Error values, so
+// peba.ErrorCode maps them (EINVALID, EINVALID, ETOOLARGE -> 400, 400, 413)
+// and errors.Is matches them through the wrapping that adds the detail.
+var (
+	// ErrMalformed: the body is not well-formed XML, not UTF-8, or contains
+	// characters XML forbids.
+	ErrMalformed = &peba.Error{Code: peba.EINVALID, Message: "malformed EWS XML"}
+	// ErrDTD: the body contains a DOCTYPE or other <!...> declaration. PEBA's
+	// defusedxml forbids entity declarations (peba.md §4.1); we refuse any DTD.
+	ErrDTD = &peba.Error{Code: peba.EINVALID, Message: "EWS XML must not contain a DTD"}
+	// ErrTooManyAlerts: the body holds more Alert elements than Options.MaxAlerts.
+	ErrTooManyAlerts = &peba.Error{Code: peba.ETOOLARGE, Message: "too many alerts in one EWS message"}
+)
+
+// Default limits of Options.
+const (
+	DefaultMaxAlerts       = 1000
+	DefaultMaxFieldBytes   = 64 << 10
+	DefaultMaxPayloadBytes = 10 << 20
+)
+
+// Options bound what one body may make the decoder do. Zero fields take the
+// defaults.
+type Options struct {
+	// MaxAlerts is the maximum number of Alert elements per body (default
+	// 1000); more make Decode fail with ErrTooManyAlerts.
+	MaxAlerts int
+	// MaxFieldBytes bounds every text field of an event (default 65536).
+	// Longer values are truncated at a UTF-8 boundary and the truncation is
+	// recorded in Event.Fields as Attr{"_truncated", "<field name>"}.
+	MaxFieldBytes int
+	// MaxPayloadBytes bounds decoded payloads kept in memory (default 10 MiB).
+	// Larger payloads keep MD5, FuzzyHash, MIME and Size but get Data=nil.
+	MaxPayloadBytes int
+}
+
+func (o Options) withDefaults() Options {
+	if o.MaxAlerts <= 0 {
+		o.MaxAlerts = DefaultMaxAlerts
+	}
+	if o.MaxFieldBytes <= 0 {
+		o.MaxFieldBytes = DefaultMaxFieldBytes
+	}
+	if o.MaxPayloadBytes <= 0 {
+		o.MaxPayloadBytes = DefaultMaxPayloadBytes
+	}
+	return o
+}
+
+// Batch is one decoded EWS body.
+type Batch struct {
+	// Username and Token come from the first direct child Authentication of
+	// the root (peba.md §2.2), first username/token element each.
+	Username, Token string
+	// HasAuth reports that both the username and the token element exist.
+	HasAuth bool
+	// Events are the stored-worthy alerts in document order.
+	Events []peba.Event
+	// Skipped lists the alerts that can never be stored, in document order.
+	Skipped []Skip
+}
+
+// Skip describes an alert that was dropped.
+type Skip struct {
+	Index  int    // 0-based position among the body's Alert elements (document order)
+	Reason string // short human sentence, e.g. "alert 3: Source is not an IP address" (same 0-based number)
+}
+
+// Decode parses an EWS-SimpleMessage body like PEBA 1.x's PUT service
+// (peba.md §4) with the fixes listed in docs/ews-decoder.md. It does no I/O.
+// Alerts are found at any depth; only their direct children are read.
+// Events carry everything except Domain, ReceivedTime and Geo, which the
+// caller fills. The error is nil or wraps ErrMalformed, ErrDTD or
+// ErrTooManyAlerts; on error no Batch is returned.
+func Decode(body []byte, opt Options) (*Batch, error) {
+	p := newParser(body, opt.withDefaults(), false)
+	if err := p.run(); err != nil {
+		return nil, err
+	}
+	return p.batch(), nil
+}
+
+// DecodeAuth reads only the Authentication of a body (for PEBA's private GET
+// endpoints, peba.md §2.2). The whole body must still be well-formed XML
+// without a DTD, as PEBA parsed it completely. ok reports that both the
+// username and the token element exist.
+func DecodeAuth(body []byte) (username, token string, ok bool, err error) {
+	p := newParser(body, Options{}.withDefaults(), true)
+	if err := p.run(); err != nil {
+		return "", "", false, err
+	}
+	return p.username, p.token, p.hasUser && p.hasToken, nil
+}
+
+// frame kinds: what an open element means to the decoder.
+const (
+	kindOther = iota
+	kindAlert
+	kindChild // direct child of the innermost open Alert
+	kindAuth
+	kindUser
+	kindToken
+)
+
+type frame struct {
+	name    xml.Name
+	kind    int8
+	collect bool // text before the first subelement is collected (ElementTree's .text)
+}
+
+// child is one direct child of an Alert as sent: the unit of the event ID.
+type child struct {
+	name  string
+	attrs []xml.Attr
+	text  []byte
+}
+
+type alertState struct {
+	index    int
+	depth    int
+	slot     int // index into parser.events
+	children []child
+}
+
+type parser struct {
+	body     []byte
+	opt      Options
+	authOnly bool
+
+	stack    []frame
+	rootSeen bool
+	authSeen bool
+	alerts   []*alertState
+	free     []*alertState
+	nAlerts  int
+
+	username, token   string
+	hasUser, hasToken bool
+	authText          []byte
+
+	events  []peba.Event
+	digests [][sha256.Size]byte // canonical digest of each events slot's children
+	skipped []Skip
+	b       builder
+}
+
+func newParser(body []byte, opt Options, authOnly bool) *parser {
+	p := &parser{body: body, opt: opt, authOnly: authOnly}
+	p.b.init(opt)
+	return p
+}
+
+func malformed(err error) error {
+	return fmt.Errorf("cannot parse EWS XML: %w: %v", ErrMalformed, err)
+}
+
+func (p *parser) run() error {
+	d := xml.NewDecoder(bytes.NewReader(p.body))
+	d.Strict = true
+	// CharsetReader stays nil: a declared non-UTF-8 encoding is an error.
+	for {
+		tok, err := d.RawToken()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return malformed(err)
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			if err := p.start(t); err != nil {
+				return err
+			}
+		case xml.EndElement:
+			if err := p.end(t); err != nil {
+				return err
+			}
+		case xml.CharData:
+			p.text(t)
+			if len(p.stack) == 0 && len(bytes.TrimLeft(t, " \t\r\n")) != 0 {
+				return malformed(errors.New("text outside the root element"))
+			}
+		case xml.Directive:
+			return fmt.Errorf("cannot parse EWS XML: %w", ErrDTD)
+		}
+	}
+	if len(p.stack) != 0 {
+		return malformed(errors.New("unexpected end of document"))
+	}
+	if !p.rootSeen {
+		return malformed(errors.New("no root element"))
+	}
+	return nil
+}
+
+func (p *parser) start(t xml.StartElement) error {
+	depth := len(p.stack) // depth of the parent; root has parent depth 0
+	if depth == 0 {
+		if p.rootSeen {
+			return malformed(errors.New("more than one root element"))
+		}
+		p.rootSeen = true
+	} else {
+		// A subelement ends the parent's .text.
+		p.stack[depth-1].collect = false
+	}
+	f := frame{name: t.Name}
+	parent := kindOther
+	if depth > 0 {
+		parent = int(p.stack[depth-1].kind)
+	}
+	switch {
+	case t.Name.Space == "" && t.Name.Local == "Alert" && !p.authOnly:
+		p.nAlerts++
+		if p.nAlerts > p.opt.MaxAlerts {
+			return fmt.Errorf("cannot decode EWS body: %w (limit %d)", ErrTooManyAlerts, p.opt.MaxAlerts)
+		}
+		f.kind = kindAlert
+		p.pushAlert(depth + 1)
+	case len(p.alerts) > 0 && p.alerts[len(p.alerts)-1].depth == depth:
+		f.kind, f.collect = kindChild, true
+		a := p.alerts[len(p.alerts)-1]
+		name := t.Name.Local
+		if t.Name.Space != "" {
+			name = t.Name.Space + ":" + t.Name.Local
+		}
+		a.children = append(a.children, child{name: name, attrs: t.Attr})
+	case depth == 1 && t.Name.Space == "" && t.Name.Local == "Authentication" && !p.authSeen:
+		p.authSeen = true
+		f.kind = kindAuth
+	case parent == kindAuth && t.Name.Space == "" && t.Name.Local == "username" && !p.hasUser:
+		p.hasUser = true
+		f.kind, f.collect = kindUser, true
+		p.authText = p.authText[:0]
+	case parent == kindAuth && t.Name.Space == "" && t.Name.Local == "token" && !p.hasToken:
+		p.hasToken = true
+		f.kind, f.collect = kindToken, true
+		p.authText = p.authText[:0]
+	}
+	p.stack = append(p.stack, f)
+	return nil
+}
+
+func (p *parser) text(t xml.CharData) {
+	n := len(p.stack)
+	if n == 0 || !p.stack[n-1].collect {
+		return
+	}
+	switch p.stack[n-1].kind {
+	case kindChild:
+		a := p.alerts[len(p.alerts)-1]
+		c := &a.children[len(a.children)-1]
+		c.text = append(c.text, t...)
+	case kindUser, kindToken:
+		p.authText = append(p.authText, t...)
+	}
+}
+
+func (p *parser) end(t xml.EndElement) error {
+	n := len(p.stack)
+	if n == 0 || p.stack[n-1].name != t.Name {
+		return malformed(fmt.Errorf("unexpected end element </%s>", t.Name.Local))
+	}
+	f := p.stack[n-1]
+	p.stack = p.stack[:n-1]
+	switch f.kind {
+	case kindAlert:
+		p.finishAlert()
+	case kindUser:
+		p.username = string(p.authText)
+	case kindToken:
+		p.token = string(p.authText)
+	}
+	return nil
+}
+
+func (p *parser) pushAlert(depth int) {
+	var a *alertState
+	if k := len(p.free); k > 0 {
+		a, p.free = p.free[k-1], p.free[:k-1]
+		for i := range a.children {
+			a.children[i] = child{text: a.children[i].text[:0]}
+		}
+		a.children = a.children[:0]
+	} else {
+		a = &alertState{}
+	}
+	a.index, a.depth = p.nAlerts-1, depth
+	// Reserve the slot now so that nested alerts keep start-tag order.
+	a.slot = len(p.events)
+	p.events = append(p.events, peba.Event{})
+	p.digests = append(p.digests, [sha256.Size]byte{})
+	p.alerts = append(p.alerts, a)
+}
+
+func (p *parser) finishAlert() {
+	k := len(p.alerts) - 1
+	a := p.alerts[k]
+	p.alerts = p.alerts[:k]
+	ev, reason := p.b.build(a.children)
+	if reason != "" {
+		p.skipped = append(p.skipped, Skip{Index: a.index, Reason: "alert " + strconv.Itoa(a.index) + ": " + reason})
+	} else {
+		ev.ID = "-" // marks the slot as used; the real ID is set in batch
+		p.events[a.slot] = ev
+		p.digests[a.slot] = p.b.digest(a.children)
+	}
+	// Child text buffers are reused; attrs are owned by the tokens.
+	p.free = append(p.free, a)
+}
+
+func (p *parser) batch() *Batch {
+	b := &Batch{Username: p.username, Token: p.token, HasAuth: p.hasUser && p.hasToken, Skipped: p.skipped}
+	// IDs and Submitter are set here, after the whole body was read, so
+	// that they do not depend on where Authentication appears.
+	seen := make(map[[sha256.Size]byte]int, len(p.events))
+	evs := p.events[:0]
+	for i, ev := range p.events {
+		if ev.ID == "" {
+			continue
+		}
+		d := p.digests[i]
+		ev.ID = eventID(p.username, d, seen[d])
+		seen[d]++
+		ev.Submitter = p.username
+		evs = append(evs, ev)
+	}
+	b.Events = evs
+	sort.SliceStable(b.Skipped, func(i, j int) bool { return b.Skipped[i].Index < b.Skipped[j].Index })
+	return b
+}
