@@ -1,12 +1,13 @@
 package ews
 
 import (
+	"bytes"
 	"crypto/md5"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/xml"
 	"hash"
+
 	"net/netip"
 	"slices"
 	"strconv"
@@ -28,21 +29,60 @@ const (
 // builder turns the children of one Alert into an event. It is reused for
 // every alert of a body.
 type builder struct {
-	opt  Options
-	h    hash.Hash
-	num  []byte
-	ev   *peba.Event
-	note []peba.Attr // _truncated and other notes, appended to Fields
+	opt   Options
+	note  []peba.Attr // _truncated and other notes, appended to Fields
+	order []int32     // digest's attribute sorting scratch
+	buf   []byte      // digest's canonical encoding, build's text scratch
+	offs  []int       // build: offset of each child's text in the joined texts
+	h     hash.Hash   // sha256 for digest
+	sum   [sha256.Size]byte
 }
 
 func (b *builder) init(opt Options) {
 	b.opt = opt
-	b.h = sha256.New()
+	if b.h == nil {
+		b.h = sha256.New()
+	}
+}
+
+// isPayload reports whether c carries base64 payload bytes rather than a
+// text field (peba.md §4.7; glutton's AdditionalData binary, §4.3).
+func isPayload(c *child) bool {
+	switch string(c.name) {
+	case "Request":
+		t, _ := attr(c, "type")
+		return string(t) == "raw" || string(t) == "binary" || string(t) == "largepayload"
+	case "AdditionalData":
+		m, _ := attr(c, "meaning")
+		return string(m) == "binary"
+	}
+	return false
+}
+
+// joinTexts returns the texts of the non-payload children as one string,
+// with b.offs[i] the offset of children[i]'s text in it: the text fields of
+// an alert then cost one allocation instead of one each.
+func (b *builder) joinTexts(children []child) string {
+	b.buf, b.offs = b.buf[:0], b.offs[:0]
+	for i := range children {
+		b.offs = append(b.offs, len(b.buf))
+		if !isPayload(&children[i]) {
+			b.buf = append(b.buf, children[i].text...)
+		}
+	}
+	b.offs = append(b.offs, len(b.buf))
+	return string(b.buf)
 }
 
 // trunc bounds a text field to MaxFieldBytes at a UTF-8 boundary and records
 // the truncation.
 func (b *builder) trunc(field, s string) string {
+	return b.truncIn("", field, s)
+}
+
+// truncIn is trunc for the field prefix+field (concatenated only when
+// recorded).
+func (b *builder) truncIn(prefix, field, s string) string {
 	max := b.opt.MaxFieldBytes
 	if len(s) <= max {
 		return s
@@ -50,17 +90,50 @@ func (b *builder) trunc(field, s string) string {
 	for max > 0 && !utf8.RuneStart(s[max]) {
 		max--
 	}
-	b.note = append(b.note, peba.Attr{Key: "_truncated", Value: field})
+	b.note = append(b.note, peba.Attr{Key: "_truncated", Value: prefix + field})
 	return s[:max]
 }
 
-func attr(c *child, name string) (string, bool) {
+// attr returns the first attribute called name, like encoding/xml's
+// Decoder did before (duplicates are not an error, xmlscan.go).
+func attr(c *child, name string) ([]byte, bool) {
 	for _, a := range c.attrs {
-		if a.Name.Space == "" && a.Name.Local == name {
-			return a.Value, true
+		if string(a.name) == name {
+			return a.value, true
 		}
 	}
-	return "", false
+	return nil, false
+}
+
+// attrString is attr as a string.
+func attrString(c *child, name string) (string, bool) {
+	v, ok := attr(c, name)
+	return string(v), ok
+}
+
+// knownKeys interns the Request types, AdditionalData meanings and
+// protocols that ewsposter sends (ewsposter.md §2.2), so that Fields and
+// Requests keys and Transport do not allocate a string per alert.
+var knownKeys = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{
+		"url", "description", "raw", "binary", "largepayload",
+		"username", "password", "login", "version", "starttime", "endtime", "cve_id", "input",
+		"externalIP", "internalIP", "hostname", "uuid", "protocol", "payload", "payload_md5",
+		"conpot_sensor_id", "conpot_event_type", "conpot_data_type", "conpot_response", "conpot_request", "conpot_id",
+		"sourcemac", "cmd", "commands", "session", "mode", "request", "response", "method", "path", "port",
+		"tcp", "udp",
+	} {
+		m[k] = k
+	}
+	return m
+}()
+
+func key(v []byte) string {
+	if k, ok := knownKeys[string(v)]; ok {
+		return k
+	}
+	return string(v)
 }
 
 // addData implements PEBA's additionalData dict: setting an existing key
@@ -88,6 +161,22 @@ func (b *builder) build(children []child) (peba.Event, string) {
 		DstPort:    peba.NoPort,
 	}
 	b.note = b.note[:0]
+	texts := b.joinTexts(children)
+	nFields, nRequests := 0, 0
+	for i := range children {
+		switch string(children[i].name) {
+		case "AdditionalData":
+			nFields++
+		case "Request":
+			nRequests++
+		}
+	}
+	if nFields > 0 {
+		ev.Fields = make([]peba.Attr, 0, nFields+2) // +2: room for notes
+	}
+	if nRequests > 0 {
+		ev.Requests = make([]peba.Attr, 0, nRequests)
+	}
 	var (
 		analyzerID, description   string
 		hasAnalyzer               bool
@@ -103,30 +192,32 @@ func (b *builder) build(children []child) (peba.Event, string) {
 	)
 	for i := range children {
 		c := &children[i]
-		switch c.name {
+		text := texts[b.offs[i]:b.offs[i+1]] // "" for payloads
+		switch string(c.name) {
 		case "Analyzer":
-			id, ok := attr(c, "id")
+			id, ok := attrString(c, "id")
 			analyzerID, hasAnalyzer = b.trunc("Analyzer@id", id), ok
 		case "Source":
-			srcText, hasSrc = string(c.text), true
+			srcText, hasSrc = text, true
 			port, _ := attr(c, "port")
 			ev.SrcPort = parsePort(port)
 			proto, _ := attr(c, "protocol")
-			ev.Transport = b.trunc("Source@protocol", proto)
+			ev.Transport = b.trunc("Source@protocol", key(proto))
 		case "Target":
-			dstText, hasDst = string(c.text), true
+			dstText, hasDst = text, true
 			port, ok := attr(c, "port")
 			ev.DstPort = parsePort(port)
 			if ok {
-				dstPort = b.trunc("Target@port", port)
+				dstPort = b.trunc("Target@port", string(port))
 			} else {
 				dstPort = "None"
 			}
 		case "CreateTime":
-			timeText, hasTime = string(c.text), true
-			tz, hasTZ = attr(c, "tz")
+			timeText, hasTime = text, true
+			tz, hasTZ = attrString(c, "tz")
 		case "Request":
-			typ, _ := attr(c, "type")
+			t, _ := attr(c, "type")
+			typ := key(t)
 			switch typ {
 			case "raw", "binary", "largepayload":
 				// PEBA reads raw and binary (§4.7); ewsposter sends files
@@ -148,7 +239,7 @@ func (b *builder) build(children []child) (peba.Event, string) {
 				}
 				continue
 			}
-			text := b.trunc("Request/"+typ, string(c.text))
+			text = b.truncIn("Request/", typ, text)
 			ev.Requests = append(ev.Requests, peba.Attr{Key: typ, Value: text})
 			switch typ {
 			case "url":
@@ -159,7 +250,8 @@ func (b *builder) build(children []child) (peba.Event, string) {
 				description = text
 			}
 		case "AdditionalData":
-			meaning, _ := attr(c, "meaning")
+			m, _ := attr(c, "meaning")
+			meaning := key(m)
 			if meaning == "binary" {
 				// glutton: base64 of the payload, url-encoded (§4.3). Like
 				// Request raw it goes to the payload, not to Fields.
@@ -177,7 +269,7 @@ func (b *builder) build(children []child) (peba.Event, string) {
 				ev.AdditionalData = addData(ev.AdditionalData, "payload_md5", adPayloadMD5)
 				continue
 			}
-			text := b.trunc(meaning, string(c.text))
+			text = b.trunc(meaning, text)
 			ev.Fields = append(ev.Fields, peba.Attr{Key: meaning, Value: text})
 			b.additional(&ev, meaning, text)
 			if meaning == "payload_md5" {
@@ -301,8 +393,8 @@ func (b *builder) additional(ev *peba.Event, meaning, text string) {
 // parsePort returns the port number of a Source/Target port attribute, or
 // peba.NoPort. Surrounding whitespace is ignored (rdpy sends "49000\n",
 // ewsposter.md §2.2).
-func parsePort(s string) int32 {
-	n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 16)
+func parsePort(s []byte) int32 {
+	n, err := strconv.ParseUint(string(bytes.TrimSpace(s)), 10, 16)
 	if err != nil {
 		return peba.NoPort
 	}
@@ -439,47 +531,58 @@ func fixURL(dstPort, transport, url, peerType string) string {
 // between children is not part of it, so a pretty-printed resend matches.
 func (b *builder) digest(children []child) [sha256.Size]byte {
 	b.h.Reset()
+	// buf is local (stored back at the end): appending to the field b.buf
+	// would cost a GC write barrier per piece.
+	buf := b.buf[:0]
 	for i := range children {
 		c := &children[i]
-		b.writeLP(c.name)
-		b.num = binary.AppendUvarint(b.num[:0], uint64(len(c.attrs)))
-		b.h.Write(b.num)
+		buf = b.writeLP(buf, c.name)
+		buf = binary.AppendUvarint(buf, uint64(len(c.attrs)))
 		attrs := c.attrs
-		if !slices.IsSortedFunc(attrs, cmpAttr) {
-			attrs = slices.Clone(attrs)
-			slices.SortFunc(attrs, cmpAttr)
+		if slices.IsSortedFunc(attrs, cmpAttr) {
+			for _, a := range attrs {
+				buf = b.writeLP(buf, a.name)
+				buf = b.writeLP(buf, a.value)
+			}
+		} else {
+			// Sorting indices, not the attributes, saves the GC write
+			// barriers of moving slices around.
+			b.order = b.order[:0]
+			for j := range attrs {
+				b.order = append(b.order, int32(j))
+			}
+			slices.SortFunc(b.order, func(x, y int32) int { return cmpAttr(attrs[x], attrs[y]) })
+			for _, j := range b.order {
+				buf = b.writeLP(buf, attrs[j].name)
+				buf = b.writeLP(buf, attrs[j].value)
+			}
 		}
-		for _, a := range attrs {
-			b.writeLP(attrName(a.Name))
-			b.writeLP(a.Value)
-		}
-		b.num = binary.AppendUvarint(b.num[:0], uint64(len(c.text)))
-		b.h.Write(b.num)
-		b.h.Write(c.text)
+		buf = b.writeLP(buf, c.text)
 	}
-	var d [sha256.Size]byte
-	b.h.Sum(d[:0])
-	return d
+	b.h.Write(buf)
+	b.buf = buf
+	return [sha256.Size]byte(b.h.Sum(b.sum[:0]))
 }
 
-func (b *builder) writeLP(s string) {
-	b.num = binary.AppendUvarint(b.num[:0], uint64(len(s)))
-	b.h.Write(b.num)
-	b.h.Write([]byte(s))
-}
-
-func attrName(n xml.Name) string {
-	if n.Space == "" {
-		return n.Local
+// writeLP adds uvarint(len(s)) || s to the digest: small pieces are
+// collected in buf, long texts (payloads) go to the hash without a copy.
+func (b *builder) writeLP(buf, s []byte) []byte {
+	buf = binary.AppendUvarint(buf, uint64(len(s)))
+	if len(s) < 512 {
+		return append(buf, s...)
 	}
-	return n.Space + ":" + n.Local
+	b.h.Write(buf)
+	b.h.Write(s)
+	return buf[:0]
 }
 
-func cmpAttr(x, y xml.Attr) int {
-	if c := strings.Compare(attrName(x.Name), attrName(y.Name)); c != 0 {
+// cmpAttr orders attributes by name as written ("x:a" as one string), then
+// by value.
+func cmpAttr(x, y xattr) int {
+	if c := bytes.Compare(x.name, y.name); c != 0 {
 		return c
 	}
-	return strings.Compare(x.Value, y.Value)
+	return bytes.Compare(x.value, y.value)
 }
 
 // eventID is the first 32 hex characters of
@@ -487,12 +590,14 @@ func cmpAttr(x, y xml.Attr) int {
 // where occurrence counts the alerts with the same digest earlier in the
 // body. Identical alerts in one body stay distinct events; a resent body
 // yields the same IDs.
-func eventID(submitter string, digest [sha256.Size]byte, occurrence int) string {
-	h := sha256.New()
-	h.Write(binary.AppendUvarint(nil, uint64(len(submitter))))
-	h.Write([]byte(submitter))
-	h.Write(digest[:])
-	h.Write(binary.BigEndian.AppendUint64(nil, uint64(occurrence)))
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(h.Sum(sum[:0]))[:32]
+// buf is scratch space, returned for reuse.
+func eventID(buf []byte, submitter string, digest [sha256.Size]byte, occurrence int) (string, []byte) {
+	buf = binary.AppendUvarint(buf[:0], uint64(len(submitter)))
+	buf = append(buf, submitter...)
+	buf = append(buf, digest[:]...)
+	buf = binary.BigEndian.AppendUint64(buf, uint64(occurrence))
+	sum := sha256.Sum256(buf)
+	var id [32]byte
+	hex.Encode(id[:], sum[:16])
+	return string(id[:]), buf
 }

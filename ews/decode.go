@@ -5,11 +5,9 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"sort"
 	"strconv"
-
-	"encoding/xml"
+	"sync"
 
 	"github.com/peba-go/peba"
 )
@@ -89,7 +87,8 @@ type Skip struct {
 // caller fills. The error is nil or wraps ErrMalformed, ErrDTD or
 // ErrTooManyAlerts; on error no Batch is returned.
 func Decode(body []byte, opt Options) (*Batch, error) {
-	p := newParser(body, opt.withDefaults(), false)
+	p := getParser(body, opt.withDefaults(), false)
+	defer p.release()
 	if err := p.run(); err != nil {
 		return nil, err
 	}
@@ -101,7 +100,8 @@ func Decode(body []byte, opt Options) (*Batch, error) {
 // without a DTD, as PEBA parsed it completely. ok reports that both the
 // username and the token element exist.
 func DecodeAuth(body []byte) (username, token string, ok bool, err error) {
-	p := newParser(body, Options{}.withDefaults(), true)
+	p := getParser(body, Options{}.withDefaults(), true)
+	defer p.release()
 	if err := p.run(); err != nil {
 		return "", "", false, err
 	}
@@ -119,15 +119,15 @@ const (
 )
 
 type frame struct {
-	name    xml.Name
+	name    []byte
 	kind    int8
 	collect bool // text before the first subelement is collected (ElementTree's .text)
 }
 
 // child is one direct child of an Alert as sent: the unit of the event ID.
 type child struct {
-	name  string
-	attrs []xml.Attr
+	name  []byte
+	attrs []xattr // a sub-slice of alertState.attrs
 	text  []byte
 }
 
@@ -136,12 +136,16 @@ type alertState struct {
 	depth    int
 	slot     int // index into parser.events
 	children []child
+	// attrs holds the attributes of all children. When append moves it,
+	// the children keep the old array, which is never written again.
+	attrs []xattr
 }
 
 type parser struct {
 	body     []byte
 	opt      Options
 	authOnly bool
+	s        scanner
 
 	stack    []frame
 	rootSeen bool
@@ -160,46 +164,86 @@ type parser struct {
 	b       builder
 }
 
-func newParser(body []byte, opt Options, authOnly bool) *parser {
-	p := &parser{body: body, opt: opt, authOnly: authOnly}
+// parserPool keeps parsers with their buffers (scanner, stack, alert
+// children, builder) for the next body: most per-body allocations were the
+// growth of these buffers.
+var parserPool = sync.Pool{New: func() any { return new(parser) }}
+
+// maxPooledBody: parsers that decoded larger bodies are dropped rather than
+// pooled, so that one huge body does not pin its buffers.
+const maxPooledBody = 256 << 10
+
+func getParser(body []byte, opt Options, authOnly bool) *parser {
+	p := parserPool.Get().(*parser)
+	p.body, p.opt, p.authOnly = body, opt, authOnly
+	p.s.b, p.s.pos = body, 0
 	p.b.init(opt)
 	return p
 }
 
-func malformed(err error) error {
-	return fmt.Errorf("cannot parse EWS XML: %w: %v", ErrMalformed, err)
+// release returns p to the pool. Its buffers are not cleared (that cost
+// more than 10% of Decode): they may keep parts of recent bodies and events
+// reachable, at most about maxPooledBody per pooled parser, until they are
+// overwritten or sync.Pool drops the idle parser at a GC.
+func (p *parser) release() {
+	if len(p.body) > maxPooledBody {
+		return
+	}
+	p.free = append(p.free, p.alerts...) // left open by an error
+	*p = parser{
+		events:   p.events[:0],
+		digests:  p.digests[:0],
+		s:        scanner{attrs: p.s.attrs[:0], buf: p.s.buf[:0]},
+		stack:    p.stack[:0],
+		alerts:   p.alerts[:0],
+		free:     p.free,
+		authText: p.authText[:0],
+		b:        p.b,
+	}
+	parserPool.Put(p)
 }
 
+func malformed(err error) error {
+	return fmt.Errorf("cannot parse EWS XML: %w: %w", ErrMalformed, err)
+}
+
+var errDTD = fmt.Errorf("cannot parse EWS XML: %w", ErrDTD)
+
+// run feeds the body's tokens to the parser.
 func (p *parser) run() error {
-	d := xml.NewDecoder(bytes.NewReader(p.body))
-	d.Strict = true
-	// CharsetReader stays nil: a declared non-UTF-8 encoding is an error.
+	s := &p.s
 	for {
-		tok, err := d.RawToken()
-		if err == io.EOF {
-			break
-		}
+		kind, err := s.next()
 		if err != nil {
 			return malformed(err)
 		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			if err := p.start(t); err != nil {
+		switch kind {
+		case tokEOF:
+			return p.finish()
+		case tokStart:
+			if err := p.start(s.name, s.attrs); err != nil {
 				return err
 			}
-		case xml.EndElement:
-			if err := p.end(t); err != nil {
+			if s.empty {
+				if err := p.end(s.name); err != nil {
+					return err
+				}
+			}
+		case tokEnd:
+			if err := p.end(s.name); err != nil {
 				return err
 			}
-		case xml.CharData:
-			p.text(t)
-			if len(p.stack) == 0 && len(bytes.TrimLeft(t, " \t\r\n")) != 0 {
-				return malformed(errors.New("text outside the root element"))
+		case tokText:
+			if err := p.text(s.text); err != nil {
+				return err
 			}
-		case xml.Directive:
-			return fmt.Errorf("cannot parse EWS XML: %w", ErrDTD)
+		case tokDirective:
+			return errDTD
 		}
 	}
+}
+
+func (p *parser) finish() error {
 	if len(p.stack) != 0 {
 		return malformed(errors.New("unexpected end of document"))
 	}
@@ -209,7 +253,9 @@ func (p *parser) run() error {
 	return nil
 }
 
-func (p *parser) start(t xml.StartElement) error {
+// start handles a start tag. attrs are only valid during the call; their
+// name and value slices stay valid.
+func (p *parser) start(name []byte, attrs []xattr) error {
 	depth := len(p.stack) // depth of the parent; root has parent depth 0
 	if depth == 0 {
 		if p.rootSeen {
@@ -220,13 +266,15 @@ func (p *parser) start(t xml.StartElement) error {
 		// A subelement ends the parent's .text.
 		p.stack[depth-1].collect = false
 	}
-	f := frame{name: t.Name}
+	f := frame{name: name}
 	parent := kindOther
 	if depth > 0 {
 		parent = int(p.stack[depth-1].kind)
 	}
+	// Names are compared as written: "x:Alert" is not an Alert (namespaces
+	// are not resolved, docs/ews-decoder.md "XML").
 	switch {
-	case t.Name.Space == "" && t.Name.Local == "Alert" && !p.authOnly:
+	case string(name) == "Alert" && !p.authOnly:
 		p.nAlerts++
 		if p.nAlerts > p.opt.MaxAlerts {
 			return fmt.Errorf("cannot decode EWS body: %w (limit %d)", ErrTooManyAlerts, p.opt.MaxAlerts)
@@ -235,20 +283,15 @@ func (p *parser) start(t xml.StartElement) error {
 		p.pushAlert(depth + 1)
 	case len(p.alerts) > 0 && p.alerts[len(p.alerts)-1].depth == depth:
 		f.kind, f.collect = kindChild, true
-		a := p.alerts[len(p.alerts)-1]
-		name := t.Name.Local
-		if t.Name.Space != "" {
-			name = t.Name.Space + ":" + t.Name.Local
-		}
-		a.children = append(a.children, child{name: name, attrs: t.Attr})
-	case depth == 1 && t.Name.Space == "" && t.Name.Local == "Authentication" && !p.authSeen:
+		p.alerts[len(p.alerts)-1].addChild(name, attrs)
+	case depth == 1 && string(name) == "Authentication" && !p.authSeen:
 		p.authSeen = true
 		f.kind = kindAuth
-	case parent == kindAuth && t.Name.Space == "" && t.Name.Local == "username" && !p.hasUser:
+	case parent == kindAuth && string(name) == "username" && !p.hasUser:
 		p.hasUser = true
 		f.kind, f.collect = kindUser, true
 		p.authText = p.authText[:0]
-	case parent == kindAuth && t.Name.Space == "" && t.Name.Local == "token" && !p.hasToken:
+	case parent == kindAuth && string(name) == "token" && !p.hasToken:
 		p.hasToken = true
 		f.kind, f.collect = kindToken, true
 		p.authText = p.authText[:0]
@@ -257,10 +300,31 @@ func (p *parser) start(t xml.StartElement) error {
 	return nil
 }
 
-func (p *parser) text(t xml.CharData) {
+// addChild appends a child, reusing the text buffer of an earlier alert.
+func (a *alertState) addChild(name []byte, attrs []xattr) {
+	from := len(a.attrs)
+	a.attrs = append(a.attrs, attrs...)
+	n := len(a.children)
+	if n < cap(a.children) {
+		a.children = a.children[:n+1]
+	} else {
+		a.children = append(a.children, child{})
+	}
+	c := &a.children[n]
+	c.name, c.attrs, c.text = name, a.attrs[from:len(a.attrs):len(a.attrs)], c.text[:0]
+}
+
+// text handles character data; t is only valid during the call.
+func (p *parser) text(t []byte) error {
 	n := len(p.stack)
-	if n == 0 || !p.stack[n-1].collect {
-		return
+	if n == 0 {
+		if len(bytes.TrimLeft(t, " \t\r\n")) != 0 {
+			return malformed(errors.New("text outside the root element"))
+		}
+		return nil
+	}
+	if !p.stack[n-1].collect {
+		return nil
 	}
 	switch p.stack[n-1].kind {
 	case kindChild:
@@ -270,12 +334,13 @@ func (p *parser) text(t xml.CharData) {
 	case kindUser, kindToken:
 		p.authText = append(p.authText, t...)
 	}
+	return nil
 }
 
-func (p *parser) end(t xml.EndElement) error {
+func (p *parser) end(name []byte) error {
 	n := len(p.stack)
-	if n == 0 || p.stack[n-1].name != t.Name {
-		return malformed(fmt.Errorf("unexpected end element </%s>", t.Name.Local))
+	if n == 0 || !bytes.Equal(p.stack[n-1].name, name) {
+		return malformed(fmt.Errorf("unexpected end element </%.64q>", name))
 	}
 	f := p.stack[n-1]
 	p.stack = p.stack[:n-1]
@@ -294,10 +359,7 @@ func (p *parser) pushAlert(depth int) {
 	var a *alertState
 	if k := len(p.free); k > 0 {
 		a, p.free = p.free[k-1], p.free[:k-1]
-		for i := range a.children {
-			a.children[i] = child{text: a.children[i].text[:0]}
-		}
-		a.children = a.children[:0]
+		a.children, a.attrs = a.children[:0], a.attrs[:0]
 	} else {
 		a = &alertState{}
 	}
@@ -321,7 +383,8 @@ func (p *parser) finishAlert() {
 		p.events[a.slot] = ev
 		p.digests[a.slot] = p.b.digest(a.children)
 	}
-	// Child text buffers are reused; attrs are owned by the tokens.
+	// Child text buffers are reused; names and attribute values point into
+	// the body or into slices the scanner allocated for them.
 	p.free = append(p.free, a)
 }
 
@@ -329,19 +392,21 @@ func (p *parser) batch() *Batch {
 	b := &Batch{Username: p.username, Token: p.token, HasAuth: p.hasUser && p.hasToken, Skipped: p.skipped}
 	// IDs and Submitter are set here, after the whole body was read, so
 	// that they do not depend on where Authentication appears.
+	// p.events is the parser's reused scratch: the events are copied out
+	// into a slice of the exact size.
 	seen := make(map[[sha256.Size]byte]int, len(p.events))
-	evs := p.events[:0]
-	for i, ev := range p.events {
+	b.Events = make([]peba.Event, 0, len(p.events)-len(p.skipped))
+	for i := range p.events {
+		ev := &p.events[i]
 		if ev.ID == "" {
 			continue
 		}
 		d := p.digests[i]
-		ev.ID = eventID(p.username, d, seen[d])
+		ev.ID, p.b.buf = eventID(p.b.buf, p.username, d, seen[d])
 		seen[d]++
 		ev.Submitter = p.username
-		evs = append(evs, ev)
+		b.Events = append(b.Events, *ev)
 	}
-	b.Events = evs
 	sort.SliceStable(b.Skipped, func(i, j int) bool { return b.Skipped[i].Index < b.Skipped[j].Index })
 	return b
 }

@@ -66,7 +66,7 @@ func BenchmarkDecode(b *testing.B) {
 		alerts += len(batch.Events)
 	}
 	b.ReportAllocs()
-	b.ResetTimer()
+	cpu := processCPU()
 	for b.Loop() {
 		for _, body := range bodies {
 			if _, err := Decode(body, Options{}); err != nil {
@@ -77,4 +77,7 @@ func BenchmarkDecode(b *testing.B) {
 	sec := b.Elapsed().Seconds()
 	b.ReportMetric(float64(alerts*b.N)/sec, "alerts/s")
 	b.ReportMetric(float64(size*b.N)/sec/1e6, "MB/s")
+	if cpu := (processCPU() - cpu).Seconds(); cpu > 0 {
+		b.ReportMetric(float64(alerts*b.N)/cpu, "alerts/cpu-s")
+	}
 }

@@ -142,14 +142,19 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 }
 
 func logGeoStatus(log *slog.Logger, geo *geoip.DB) {
-	st := geo.Status()
-	if !st.Any() {
+	loaded := 0
+	for _, st := range geo.Status() {
+		switch {
+		case st.Loaded:
+			loaded++
+			log.Info("GeoIP database loaded", "kind", st.Kind, "path", st.Path, "type", st.Type, "built", st.BuildTime.Format("2006-01-02"))
+		case st.Err != "":
+			log.Warn("GeoIP database not loaded", "kind", st.Kind, "path", st.Path, "error", st.Err)
+		}
+	}
+	if loaded == 0 {
 		log.Warn("No GeoIP database loaded: countries, locations and ASNs will be '-' (private ranges still map to PIR). " +
 			"Get DB-IP Lite City and ASN (no key needed) from https://db-ip.com/db/lite.php and set GEOIP_CITY / GEOIP_ASN.")
-		return
-	}
-	for _, d := range st.Databases {
-		log.Info("GeoIP database", "role", d.Role, "path", d.Path, "type", d.Type, "built", d.Built)
 	}
 }
 
