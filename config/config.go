@@ -142,7 +142,7 @@ func Load(name string, args []string, getenv func(string) string, stderr io.Writ
 	if extra != nil {
 		extra(fs)
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseInterspersed(fs, args); err != nil {
 		return nil, nil, err
 	}
 	vals := map[string]string{}
@@ -186,6 +186,30 @@ func Load(name string, args []string, getenv func(string) string, stderr io.Writ
 		return nil, nil, fmt.Errorf("invalid configuration:\n  %s", strings.Join(problems, "\n  "))
 	}
 	return c, fs, nil
+}
+
+// parseInterspersed parses flags that may follow positional arguments
+// (`peba user add alice --token T`); the standard flag package stops at the
+// first positional argument. After parsing, fs.Args() holds the positional
+// arguments in order. "--" ends flag parsing.
+func parseInterspersed(fs *flag.FlagSet, args []string) error {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
+			pos = append(pos, rest...)
+			break
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+	return fs.Parse(append([]string{"--"}, pos...))
 }
 
 func (c *Config) validate() []string {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"flag"
 	"io"
 	"os"
 	"path/filepath"
@@ -71,5 +72,17 @@ func TestInvalidValuesNamed(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not name %s", err, want)
 		}
+	}
+}
+
+func TestFlagsAfterPositionalArguments(t *testing.T) {
+	var token string
+	c, fs, err := Load("user add", []string{"alice", "--token", "T", "-datadir", "/x", "--", "-literal"},
+		func(string) string { return "" }, io.Discard, func(fs *flag.FlagSet) { fs.StringVar(&token, "token", "", "") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "T" || c.DataDir != "/x" || strings.Join(fs.Args(), ",") != "alice,-literal" {
+		t.Errorf("token=%q datadir=%q args=%q", token, c.DataDir, fs.Args())
 	}
 }

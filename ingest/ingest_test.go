@@ -154,13 +154,19 @@ func TestPoisonedBatchDoesNotFailItsGroup(t *testing.T) {
 	p := ingest.New(g, nil, nil, ingest.Options{})
 	defer p.Close(context.Background())
 	first := make(chan error, 1)
-	go func() { _, err := p.Submit(context.Background(), peba.DomainCommunity, events("first", 1)); first <- err }()
+	go func() {
+		_, err := p.Submit(context.Background(), peba.DomainCommunity, events("first", 1))
+		first <- err
+	}()
 	<-g.entered
 
 	bad := events("bad", 3)
 	bad[1].Username = "\xff\xfe not UTF-8" // the store refuses the whole transaction
 	results := make(chan error, 2)
-	go func() { _, err := p.Submit(context.Background(), peba.DomainCommunity, events("good", 3)); results <- err }()
+	go func() {
+		_, err := p.Submit(context.Background(), peba.DomainCommunity, events("good", 3))
+		results <- err
+	}()
 	go func() { _, err := p.Submit(context.Background(), peba.DomainCommunity, bad); results <- err }()
 	time.Sleep(100 * time.Millisecond) // let both queue behind the held commit
 	close(g.release)

@@ -44,7 +44,7 @@ func env(m map[string]string) func(string) string {
 func pebaCmd(t *testing.T, dataDir string, args ...string) string {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	args = append([]string{args[0], "-datadir", dataDir}, args[1:]...)
+	args = append(args, "-datadir", dataDir)
 	if err := run(context.Background(), args, env(nil), strings.NewReader(""), &out, &errOut); err != nil {
 		t.Fatalf("peba %v: %v\n%s", args, err, errOut.String())
 	}

@@ -58,7 +58,7 @@ func (a *API) handlePostSimpleMessage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !batch.HasAuth {
-		a.reject(w, r, http.StatusForbidden, "unauthorized", "missing Authentication username or token", "")
+		a.reject(w, r, http.StatusForbidden, "unauthorized", "missing credentials: Authentication needs username and token", "")
 		return
 	}
 	p, err := a.auth.Authenticate(r.Context(), batch.Username, batch.Token)
