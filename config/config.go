@@ -46,6 +46,8 @@ type Config struct {
 
 	DuckDBMemoryLimit string // DUCKDB_MEMORY_LIMIT
 
+	DebugAddr string // DEBUGADDR: if set, net/http/pprof listens here (keep it on loopback)
+
 	LogLevel  string // LOGLEVEL: debug, info, warn, error
 	LogFormat string // LOGFORMAT: text or json
 
@@ -110,6 +112,7 @@ var options = []option{
 		return nil
 	}},
 	{"DUCKDB_MEMORY_LIMIT", "", "DuckDB memory_limit (empty: the store default, 256MB)", false, str(func(c *Config) *string { return &c.DuckDBMemoryLimit })},
+	{"DEBUGADDR", "", "if set, serve Go profiling (net/http/pprof) on this address, e.g. 127.0.0.1:6060", false, str(func(c *Config) *string { return &c.DebugAddr })},
 	{"LOGLEVEL", "info", "log level: debug, info, warn, error", false, func(c *Config, v string) error {
 		switch strings.ToLower(v) {
 		case "debug", "info", "warn", "error":

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	_ "net/http/pprof" // served only on DEBUGADDR
 	"os"
 	"path/filepath"
 	"strings"
@@ -113,6 +114,16 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	defer stopBG()
 	go retentionLoop(bg, store, cfg.RetentionDays, log)
 	go checkpointLoop(bg, store, log)
+
+	if cfg.DebugAddr != "" {
+		go func() {
+			// http.DefaultServeMux carries net/http/pprof's handlers only.
+			log.Info("Profiling enabled", "addr", cfg.DebugAddr)
+			if err := http.ListenAndServe(cfg.DebugAddr, http.DefaultServeMux); err != nil {
+				log.Error("Profiling listener failed", "error", err)
+			}
+		}()
+	}
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.HTTP.Serve(ln) }()

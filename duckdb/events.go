@@ -1,0 +1,492 @@
+package duckdb
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	duckdbdriver "github.com/duckdb/duckdb-go/v2"
+
+	"github.com/peba-go/peba"
+)
+
+// Bounds on what AppendEvents accepts. Decoders bound their inputs much more
+// tightly; these only keep a bug upstream from writing absurd rows.
+const (
+	maxIDLen    = 256
+	maxFieldLen = 1 << 20 // per string field, and per JSON-encoded []Attr
+)
+
+// eventColumns is the column order of the events table, of rowValues and of
+// scanEvent.
+const eventColumns = `id, community, submitter, origin, received_time, create_time,
+	peer_ident, peer_type, sensor_uuid, hostname, external_ip, internal_ip,
+	src_ip, src_port, dst_ip, dst_port, transport,
+	url, vuln_id, username, password, login, client_version, session_start, session_end, raw_http,
+	payload_md5, additional_data, fields, requests,
+	src_country, src_country_name, src_asn, src_lat, src_lon,
+	dst_country, dst_country_name, dst_asn, dst_lat, dst_lon`
+
+// dbTime converts t to what a TIMESTAMP column stores: UTC, microseconds.
+// DuckDB's TIMESTAMP has no zone; the driver binds time.Time by UnixMicro,
+// which truncates toward zero for pre-1970 times, so truncate here first to
+// make the stored value and every comparison bound agree.
+func dbTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+// AppendEvents implements peba.Store. See the interface for the contract.
+//
+// One transaction on the writer connection: drop IDs repeated in the call,
+// look up which IDs are already stored, append the new rows with the DuckDB
+// Appender, update payload records and rollups, commit. De-duplication uses no
+// index: an event's ID is derived from content that includes its create time
+// (peba.md §4.11; imported documents keep their _id and createTime), so a
+// stored duplicate lies in [min, max] of the batch's create times and zone
+// maps prune every other row group.
+func (s *Store) AppendEvents(ctx context.Context, events []peba.Event) (peba.AppendResult, error) {
+	var res peba.AppendResult
+	for i := range events {
+		if err := validateEvent(&events[i]); err != nil {
+			return res, peba.Errorf(peba.EINVALID, "event %d: %s", i, err)
+		}
+	}
+	seen := make(map[string]bool, len(events))
+	candidates := make([]int, 0, len(events))
+	var lo, hi time.Time
+	for i := range events {
+		e := &events[i]
+		if seen[e.ID] {
+			res.Duplicates++
+			continue
+		}
+		seen[e.ID] = true
+		candidates = append(candidates, i)
+		ct := dbTime(e.CreateTime)
+		if len(candidates) == 1 || ct.Before(lo) {
+			lo = ct
+		}
+		if len(candidates) == 1 || ct.After(hi) {
+			hi = ct
+		}
+	}
+	if len(candidates) == 0 {
+		return res, nil
+	}
+	// Encode before taking the writer lock: it is the CPU-heavy part.
+	rows := make([][]driver.Value, len(events))
+	for _, i := range candidates {
+		r, err := rowValues(&events[i])
+		if err != nil {
+			return peba.AppendResult{}, peba.Errorf(peba.EINVALID, "event %d: %s", i, err)
+		}
+		rows[i] = r
+	}
+
+	if err := s.lockWriter(); err != nil {
+		return peba.AppendResult{}, err
+	}
+	defer s.mu.Unlock()
+	err := s.inTx(ctx, func() error {
+		stored, err := s.storedIDs(ctx, events, candidates, lo, hi)
+		if err != nil {
+			return err
+		}
+		inserted := make([]peba.Event, 0, len(candidates)-len(stored))
+		err = s.wconn.Raw(func(dc any) error {
+			app, err := duckdbdriver.NewAppenderFromConn(dc.(driver.Conn), "", "events")
+			if err != nil {
+				return fmt.Errorf("cannot create appender: %w", err)
+			}
+			for _, i := range candidates {
+				if stored[events[i].ID] {
+					continue
+				}
+				if err := app.AppendRow(rows[i]...); err != nil {
+					app.Close()
+					return fmt.Errorf("cannot append event %d: %w", i, err)
+				}
+				inserted = append(inserted, events[i])
+			}
+			if err := app.CloseWithCancel(ctx); err != nil {
+				return fmt.Errorf("cannot flush appender: %w", err)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if err := s.upsertPayloads(ctx, inserted); err != nil {
+			return err
+		}
+		if err := s.maintainRollups(ctx, inserted); err != nil {
+			return err
+		}
+		res.Inserted = inserted
+		res.Duplicates += len(stored)
+		return nil
+	})
+	if err != nil {
+		return peba.AppendResult{}, fmt.Errorf("cannot append events: %w", err)
+	}
+	return res, nil
+}
+
+// maintainRollups is where pre-aggregated rollup tables (architecture.md,
+// "Storage") will be updated, in the append transaction and counting only
+// the inserted events. No rollups exist yet.
+func (s *Store) maintainRollups(ctx context.Context, inserted []peba.Event) error {
+	return nil
+}
+
+// storedIDs returns which candidate IDs are already in events.
+func (s *Store) storedIDs(ctx context.Context, events []peba.Event, candidates []int, lo, hi time.Time) (map[string]bool, error) {
+	ids := make([]string, len(candidates))
+	for j, i := range candidates {
+		ids[j] = events[i].ID
+	}
+	rows, err := s.wconn.QueryContext(ctx,
+		`SELECT id FROM events WHERE create_time BETWEEN ? AND ? AND id IN (SELECT unnest(?::VARCHAR[]))`,
+		lo, hi, ids)
+	if err != nil {
+		return nil, fmt.Errorf("cannot look up stored ids: %w", err)
+	}
+	defer rows.Close()
+	stored := map[string]bool{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("cannot look up stored ids: %w", err)
+		}
+		stored[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("cannot look up stored ids: %w", err)
+	}
+	return stored, nil
+}
+
+// validateEvent rejects what the schema cannot store faithfully: DuckDB
+// VARCHAR must be valid UTF-8, and the domain is a boolean column.
+func validateEvent(e *peba.Event) error {
+	if e.ID == "" || len(e.ID) > maxIDLen {
+		return fmt.Errorf("id must have 1 to %d bytes", maxIDLen)
+	}
+	if e.Domain != peba.DomainCommunity && e.Domain != peba.DomainPrivate {
+		return fmt.Errorf("invalid domain %d", e.Domain)
+	}
+	for _, f := range eventStrings(e) {
+		if len(f) > maxFieldLen {
+			return fmt.Errorf("field longer than %d bytes", maxFieldLen)
+		}
+		if !utf8.ValidString(f) {
+			return fmt.Errorf("field is not valid UTF-8")
+		}
+	}
+	for _, as := range [][]peba.Attr{e.AdditionalData, e.Fields, e.Requests} {
+		for _, a := range as {
+			if !utf8.ValidString(a.Key) || !utf8.ValidString(a.Value) {
+				return fmt.Errorf("attribute is not valid UTF-8")
+			}
+		}
+	}
+	return nil
+}
+
+func eventStrings(e *peba.Event) []string {
+	fs := []string{e.ID, e.Submitter, e.Origin, e.PeerIdent, e.PeerType, e.SensorUUID,
+		e.Hostname, e.ExternalIP, e.InternalIP, e.Transport, e.URL, e.VulnID, e.Username,
+		e.Password, e.Login, e.ClientVersion, e.SessionStart, e.SessionEnd, e.RawHTTP,
+		e.PayloadMD5, e.Src.Country, e.Src.CountryName, e.Src.ASN,
+		e.Dst.Country, e.Dst.CountryName, e.Dst.ASN}
+	if p := e.Payload; p != nil {
+		fs = append(fs, p.MD5, p.FuzzyHash, p.MIME)
+	}
+	return fs
+}
+
+// rowValues returns the Appender row for e, in eventColumns order.
+func rowValues(e *peba.Event) ([]driver.Value, error) {
+	ad, err := encodeAttrs(e.AdditionalData)
+	if err != nil {
+		return nil, err
+	}
+	fs, err := encodeAttrs(e.Fields)
+	if err != nil {
+		return nil, err
+	}
+	rq, err := encodeAttrs(e.Requests)
+	if err != nil {
+		return nil, err
+	}
+	return []driver.Value{
+		e.ID, e.Domain == peba.DomainCommunity, e.Submitter, e.Origin,
+		dbTime(e.ReceivedTime), dbTime(e.CreateTime),
+		e.PeerIdent, e.PeerType, e.SensorUUID, e.Hostname, e.ExternalIP, e.InternalIP,
+		addrText(e.SrcIP), portValue(e.SrcPort), addrText(e.DstIP), portValue(e.DstPort), e.Transport,
+		e.URL, e.VulnID, e.Username, e.Password, e.Login, e.ClientVersion, e.SessionStart, e.SessionEnd, e.RawHTTP,
+		e.PayloadMD5, ad, fs, rq,
+		e.Src.Country, e.Src.CountryName, e.Src.ASN, e.Src.Lat, e.Src.Lon,
+		e.Dst.Country, e.Dst.CountryName, e.Dst.ASN, e.Dst.Lat, e.Dst.Lon,
+	}, nil
+}
+
+// addrText stores netip.Addr as its canonical text. VARCHAR rather than
+// DuckDB's INET: INET lives in the inet extension, which would have to be
+// installed from the network at run time, and the text form round-trips
+// exactly (zones included) through netip.ParseAddr.
+func addrText(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
+
+func portValue(p int32) driver.Value {
+	if p == peba.NoPort {
+		return nil
+	}
+	return p
+}
+
+// encodeAttrs encodes attrs as a JSON array of {"k","v"} objects, which keeps
+// order and repetitions.
+func encodeAttrs(attrs []peba.Attr) (string, error) {
+	if len(attrs) == 0 {
+		return "[]", nil
+	}
+	b, err := json.Marshal(attrs)
+	if err != nil {
+		return "", fmt.Errorf("cannot encode attributes: %w", err)
+	}
+	if len(b) > maxFieldLen {
+		return "", fmt.Errorf("attributes longer than %d bytes", maxFieldLen)
+	}
+	return string(b), nil
+}
+
+func decodeAttrs(s string) ([]peba.Attr, error) {
+	if s == "" || s == "[]" {
+		return nil, nil
+	}
+	var attrs []peba.Attr
+	if err := json.Unmarshal([]byte(s), &attrs); err != nil {
+		return nil, fmt.Errorf("cannot decode attributes: %w", err)
+	}
+	return attrs, nil
+}
+
+// scanEvent reads one row selected with eventColumns.
+func scanEvent(rows *sql.Rows) (peba.Event, error) {
+	var (
+		e                   peba.Event
+		community           bool
+		srcIP, dstIP        string
+		srcPort, dstPort    sql.NullInt32
+		ad, fields, reqs    string
+		received, createdAt time.Time
+	)
+	err := rows.Scan(&e.ID, &community, &e.Submitter, &e.Origin, &received, &createdAt,
+		&e.PeerIdent, &e.PeerType, &e.SensorUUID, &e.Hostname, &e.ExternalIP, &e.InternalIP,
+		&srcIP, &srcPort, &dstIP, &dstPort, &e.Transport,
+		&e.URL, &e.VulnID, &e.Username, &e.Password, &e.Login, &e.ClientVersion, &e.SessionStart, &e.SessionEnd, &e.RawHTTP,
+		&e.PayloadMD5, &ad, &fields, &reqs,
+		&e.Src.Country, &e.Src.CountryName, &e.Src.ASN, &e.Src.Lat, &e.Src.Lon,
+		&e.Dst.Country, &e.Dst.CountryName, &e.Dst.ASN, &e.Dst.Lat, &e.Dst.Lon)
+	if err != nil {
+		return e, fmt.Errorf("cannot scan event: %w", err)
+	}
+	e.Domain = peba.DomainPrivate
+	if community {
+		e.Domain = peba.DomainCommunity
+	}
+	e.ReceivedTime = received.UTC()
+	e.CreateTime = createdAt.UTC()
+	if e.SrcIP, err = parseAddr(srcIP); err != nil {
+		return e, err
+	}
+	if e.DstIP, err = parseAddr(dstIP); err != nil {
+		return e, err
+	}
+	e.SrcPort, e.DstPort = peba.NoPort, peba.NoPort
+	if srcPort.Valid {
+		e.SrcPort = srcPort.Int32
+	}
+	if dstPort.Valid {
+		e.DstPort = dstPort.Int32
+	}
+	if e.AdditionalData, err = decodeAttrs(ad); err != nil {
+		return e, err
+	}
+	if e.Fields, err = decodeAttrs(fields); err != nil {
+		return e, err
+	}
+	if e.Requests, err = decodeAttrs(reqs); err != nil {
+		return e, err
+	}
+	return e, nil
+}
+
+func parseAddr(s string) (netip.Addr, error) {
+	if s == "" {
+		return netip.Addr{}, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return a, fmt.Errorf("cannot parse stored address: %w", err)
+	}
+	return a, nil
+}
+
+// where builds the WHERE clause and arguments for f.
+func where(f peba.EventFilter) (string, []any) {
+	var conds []string
+	var args []any
+	if len(f.Domains) > 0 {
+		var community, private bool
+		for _, d := range f.Domains {
+			community = community || d == peba.DomainCommunity
+			private = private || d == peba.DomainPrivate
+		}
+		switch {
+		case community && private:
+		case community:
+			conds = append(conds, "community")
+		case private:
+			conds = append(conds, "NOT community")
+		default:
+			conds = append(conds, "false")
+		}
+	}
+	if f.ID != "" {
+		conds, args = append(conds, "id = ?"), append(args, f.ID)
+	}
+	if f.SrcIP != "" {
+		ip := f.SrcIP
+		// Match the canonical text that addrText stored.
+		if a, err := netip.ParseAddr(ip); err == nil {
+			ip = a.String()
+		}
+		conds, args = append(conds, "src_ip = ?"), append(args, ip)
+	}
+	if f.PeerIdent != "" {
+		conds, args = append(conds, "peer_ident = ?"), append(args, f.PeerIdent)
+	}
+	if f.PeerType != "" {
+		conds, args = append(conds, "peer_type = ?"), append(args, f.PeerType)
+	}
+	if !f.Since.IsZero() {
+		conds, args = append(conds, "received_time >= ?"), append(args, dbTime(f.Since))
+	}
+	if !f.Until.IsZero() {
+		conds, args = append(conds, "received_time < ?"), append(args, dbTime(f.Until))
+	}
+	if len(conds) == 0 {
+		return "", nil
+	}
+	return " WHERE " + strings.Join(conds, " AND "), args
+}
+
+// FindEvents implements peba.Store. Ties on received time are ordered by id
+// so that pages are stable.
+func (s *Store) FindEvents(ctx context.Context, f peba.EventFilter) ([]peba.Event, int64, error) {
+	w, args := where(f)
+	var total int64
+	if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM events"+w, args...).Scan(&total); err != nil {
+		return nil, 0, fmt.Errorf("cannot count events: %w", err)
+	}
+	q := "SELECT " + eventColumns + " FROM events" + w + " ORDER BY received_time DESC, id"
+	if f.Limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", f.Limit)
+	}
+	if f.Offset > 0 {
+		q += fmt.Sprintf(" OFFSET %d", f.Offset)
+	}
+	out, err := s.queryEvents(ctx, q, args...)
+	if err != nil {
+		return nil, 0, fmt.Errorf("cannot find events: %w", err)
+	}
+	return out, total, nil
+}
+
+// exportPage is how many events ExportEvents reads per query.
+const exportPage = 5000
+
+// ExportEvents implements peba.Store. It pages through the table by
+// (received_time, id) keyset instead of one ORDER BY query, because the
+// driver materializes a whole result before returning the first row. Each
+// page is a top-N query whose bound DuckDB pushes into the scan, so row
+// groups outside the page are skipped by their zone maps. Events appended
+// during the export after the cursor are included; the export is not a
+// snapshot.
+func (s *Store) ExportEvents(ctx context.Context, fn func(*peba.Event) error) error {
+	var (
+		lastTime time.Time
+		lastID   string
+		first    = true
+	)
+	for {
+		q := "SELECT " + eventColumns + " FROM events"
+		var args []any
+		if !first {
+			// The leading range conjunct is what DuckDB can push into the
+			// scan (zone maps); the OR alone would not be.
+			q += " WHERE received_time >= ? AND (received_time > ? OR id > ?)"
+			args = []any{lastTime, lastTime, lastID}
+		}
+		q += fmt.Sprintf(" ORDER BY received_time, id LIMIT %d", exportPage)
+		page, err := s.queryEvents(ctx, q, args...)
+		if err != nil {
+			return fmt.Errorf("cannot export events: %w", err)
+		}
+		for i := range page {
+			if err := fn(&page[i]); err != nil {
+				return err
+			}
+		}
+		if len(page) < exportPage {
+			return nil
+		}
+		first = false
+		lastTime, lastID = page[len(page)-1].ReceivedTime, page[len(page)-1].ID
+	}
+}
+
+func (s *Store) queryEvents(ctx context.Context, q string, args ...any) ([]peba.Event, error) {
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []peba.Event
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// DeleteEventsBefore implements peba.Store. Payload records stay: they
+// describe payloads seen, not events kept.
+func (s *Store) DeleteEventsBefore(ctx context.Context, t time.Time) (int64, error) {
+	if err := s.lockWriter(); err != nil {
+		return 0, err
+	}
+	defer s.mu.Unlock()
+	res, err := s.wconn.ExecContext(ctx, "DELETE FROM events WHERE received_time < ?", dbTime(t))
+	if err != nil {
+		return 0, fmt.Errorf("cannot delete events: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("cannot delete events: %w", err)
+	}
+	return n, nil
+}
