@@ -58,8 +58,8 @@ const (
 	DimSrcIP           // Key = source address text
 	DimSrcCountry      // Key = source ISO code, Label = country name
 	DimDstCountry      // Key = target ISO code, Label = country name
-	DimSrcLocation     // Key = PEBA location text "lat , lon" of the source
-	DimDstLocation     // Key = PEBA locationDestination text
+	DimSrcLocation     // Key = "<lat>,<lon>" of the source, floats in Go's shortest form (strconv 'g', -1); callers reformat
+	DimDstLocation     // Key = "<lat>,<lon>" of the target
 	DimURL             // Key = originalRequestString
 	DimDstPort         // Key = target port as decimal text ("" for none)
 )
