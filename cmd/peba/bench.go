@@ -194,47 +194,80 @@ var benchModules = []struct {
 func (g *bodyGen) next(client int) []byte {
 	n := g.seq.Add(1)
 	r := rand.New(rand.NewPCG(g.seed, uint64(n)))
-	var b bytes.Buffer
-	b.Grow(g.batch * 700)
-	b.WriteString(`<EWS-SimpleMessage version="3.0"><Authentication><username>`)
-	xmlEscape(&b, g.user)
-	b.WriteString(`</username><token>`)
-	xmlEscape(&b, g.token)
-	b.WriteString(`</token></Authentication>`)
+	// Built with appends, not fmt: the generator shares the machine with the
+	// server under test, so its own CPU cost must stay small.
+	b := make([]byte, 0, g.batch*760+256)
+	b = append(b, `<EWS-SimpleMessage version="3.0"><Authentication><username>`...)
+	b = appendEscaped(b, g.user)
+	b = append(b, `</username><token>`...)
+	b = appendEscaped(b, g.token)
+	b = append(b, `</token></Authentication>`...)
 	base := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC).Add(time.Duration(n) * time.Second)
 	m := benchModules[int(n)%len(benchModules)]
 	for i := range g.batch {
+		b = append(b, `<Alert><Analyzer id="`...)
+		b = append(b, m.id...)
+		b = append(b, `"/><CreateTime tz="+0000">`...)
+		b = base.Add(time.Duration(i)*time.Millisecond).AppendFormat(b, "2006-01-02 15:04:05")
+		b = append(b, `</CreateTime><Source category="ipv4" port="`...)
+		b = strconv.AppendInt(b, int64(1024+(int(n)*131+i+client*7919)%64000), 10)
+		b = append(b, `" protocol="`...)
+		b = append(b, m.proto...)
+		b = append(b, `">`...)
 		// Zipf-like source addresses: a few hot ones, a long tail.
-		hot := r.IntN(10) < 3
-		var src string
-		if hot {
-			src = fmt.Sprintf("45.%d.%d.%d", 10+r.IntN(3), r.IntN(4), 1+r.IntN(5))
+		if r.IntN(10) < 3 {
+			b = appendIPv4(b, 45, 10+r.IntN(3), r.IntN(4), 1+r.IntN(5))
 		} else {
-			src = fmt.Sprintf("%d.%d.%d.%d", 1+r.IntN(222), r.IntN(256), r.IntN(256), 1+r.IntN(254))
+			b = appendIPv4(b, 1+r.IntN(222), r.IntN(256), r.IntN(256), 1+r.IntN(254))
 		}
-		fmt.Fprintf(&b, `<Alert><Analyzer id="%s"/><CreateTime tz="+0000">%s</CreateTime>`+
-			`<Source category="ipv4" port="%d" protocol="%s">%s</Source>`+
-			`<Target category="ipv4" port="%d" protocol="%s">81.2.69.142</Target>`+
-			`<Request type="description">%s</Request>`,
-			m.id, base.Add(time.Duration(i)*time.Millisecond).Format("2006-01-02 15:04:05"),
-			1024+(int(n)*131+i+client*7919)%64000, m.proto, src, m.port, m.proto, m.desc)
+		b = append(b, `</Source><Target category="ipv4" port="`...)
+		b = strconv.AppendInt(b, int64(m.port), 10)
+		b = append(b, `" protocol="`...)
+		b = append(b, m.proto...)
+		b = append(b, `">81.2.69.142</Target><Request type="description">`...)
+		b = append(b, m.desc...)
+		b = append(b, `</Request>`...)
 		if m.port == 22 || m.port == 21 {
-			fmt.Fprintf(&b, `<AdditionalData type="string" meaning="username">root</AdditionalData>`+
-				`<AdditionalData type="string" meaning="password">pass%d</AdditionalData>`+
-				`<AdditionalData type="string" meaning="login">Fail</AdditionalData>`, r.IntN(1000))
+			b = append(b, `<AdditionalData type="string" meaning="username">root</AdditionalData><AdditionalData type="string" meaning="password">pass`...)
+			b = strconv.AppendInt(b, int64(r.IntN(1000)), 10)
+			b = append(b, `</AdditionalData><AdditionalData type="string" meaning="login">Fail</AdditionalData>`...)
 		}
-		fmt.Fprintf(&b, `<AdditionalData type="string" meaning="sessionid">%016x-%d</AdditionalData>`+
-			`<AdditionalData type="string" meaning="hostname">ews-bench</AdditionalData>`+
+		b = append(b, `<AdditionalData type="string" meaning="sessionid">`...)
+		b = strconv.AppendInt(b, n, 16)
+		b = append(b, '-')
+		b = strconv.AppendInt(b, int64(i), 10)
+		b = append(b, `</AdditionalData><AdditionalData type="string" meaning="hostname">ews-bench</AdditionalData>`+
 			`<AdditionalData type="string" meaning="externalIP">81.2.69.142</AdditionalData>`+
 			`<AdditionalData type="string" meaning="internalIP">10.10.0.5</AdditionalData>`+
-			`<AdditionalData type="string" meaning="uuid">6f1c2a7e-5b3d-4c8e-9a0f-0e5a4a2e55%02d</AdditionalData></Alert>`,
-			n, i, client)
+			`<AdditionalData type="string" meaning="uuid">6f1c2a7e-5b3d-4c8e-9a0f-0e5a4a2e55`...)
+		b = strconv.AppendInt(b, int64(client%100), 10)
+		b = append(b, `</AdditionalData></Alert>`...)
 	}
-	b.WriteString(`</EWS-SimpleMessage>`)
-	return b.Bytes()
+	return append(b, `</EWS-SimpleMessage>`...)
 }
 
-func xmlEscape(b *bytes.Buffer, s string) {
-	r := strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
-	r.WriteString(b, s)
+func appendIPv4(b []byte, a, c, d, e int) []byte {
+	for i, o := range [4]int{a, c, d, e} {
+		if i > 0 {
+			b = append(b, '.')
+		}
+		b = strconv.AppendInt(b, int64(o), 10)
+	}
+	return b
+}
+
+func appendEscaped(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '&':
+			b = append(b, "&amp;"...)
+		case '<':
+			b = append(b, "&lt;"...)
+		case '>':
+			b = append(b, "&gt;"...)
+		default:
+			b = append(b, s[i])
+		}
+	}
+	return b
 }
