@@ -16,17 +16,21 @@ type Stats interface {
 	// Count returns the number of events in w.
 	Count(ctx context.Context, w Window) (int64, error)
 	// Top returns the most frequent values of dim in w, by count descending,
-	// then key ascending; limit <= 0 means all.
+	// then key ascending (byte order: port "2222" before "445"); limit <= 0
+	// means all.
 	Top(ctx context.Context, w Window, dim Dim, limit int) ([]Bucket, error)
 	// Series counts the events of w per time bucket of the given width
 	// (aligned to UTC midnight; widths of 1h, 6h, 24h), by dim's values when
 	// keys is non-empty (only those keys), or in total when dim is DimNone.
-	// Buckets without events are omitted; callers fill gaps.
+	// Buckets without events are omitted; callers fill gaps. A dim other than
+	// DimNone with no keys gives no points. Points are ordered by Start, Key.
 	Series(ctx context.Context, w Window, width time.Duration, dim Dim, keys []string) ([]Point, error)
 	// Latest returns up to limit events of w, newest first by w's time
-	// field; if src is valid, only events from that source address.
+	// field, then by ID; if src is valid, only events from that source
+	// address. limit <= 0 gives nothing; callers bound limit.
 	Latest(ctx context.Context, w Window, src netip.Addr, limit int) ([]Event, error)
-	// Sensors groups the events of w by sensor, for TpotStats (peba.md §7.1).
+	// Sensors groups the events of w by sensor, for TpotStats (peba.md §7.1),
+	// ordered by (Hostname, TargetIP).
 	Sensors(ctx context.Context, w Window) ([]SensorGroup, error)
 }
 
@@ -80,7 +84,8 @@ type Point struct {
 
 // SensorGroup is one T-Pot installation as TpotStats counts them: events with
 // a hostname are grouped by hostname (T-Pot >= 17.10); events whose hostname
-// is PEBA's "undefined" default are grouped by target address (older T-Pots).
+// is PEBA's "undefined" default (or empty) are grouped by target address
+// (older T-Pots).
 type SensorGroup struct {
 	Hostname  string // "" when grouped by target address
 	TargetIP  string // set when Hostname is ""
