@@ -29,9 +29,12 @@ alerts/s, POST latency percentiles and the server's peak RSS (from its /metrics)
 the same bodies through the EWS decoder in-process: the ceiling the end-to-end figure compares with.
 `
 
-func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runBench(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "gen" {
+		return runBenchGen(ctx, args[1:], getenv, stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "ingest" {
-		fmt.Fprint(stderr, benchUsage)
+		fmt.Fprint(stderr, benchUsage+"\n"+benchGenUsage)
 		return errUsage
 	}
 	fs := flag.NewFlagSet("bench ingest", flag.ContinueOnError)

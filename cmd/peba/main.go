@@ -30,6 +30,7 @@ Usage:
   peba import [FILE|-]                 import events (peba export NDJSON or PEBA Elasticsearch documents)
   peba export                          write all events as NDJSON to standard output
   peba bench ingest [flags]            load generator: post ewsposter-shaped batches to a running service
+  peba bench gen [flags]               write realistic synthetic events into a (stopped) data directory
   peba version                         print version, commit and build date
 
 Every subcommand accepts the configuration flags (peba serve -h lists them), PEBA_* environment
@@ -65,7 +66,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	case "export":
 		return runExport(ctx, rest, getenv, stdout, stderr)
 	case "bench":
-		return runBench(ctx, rest, stdout, stderr)
+		return runBench(ctx, rest, getenv, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "peba %s (commit %s, built %s)\n", version, commit, buildDate)
 		return nil
