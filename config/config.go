@@ -31,6 +31,9 @@ type Config struct {
 	CORSDomain      string // CORSDOMAIN
 	DefaultResponse string // DEFAULTRESPONSE
 
+	ResponseCache bool     // RESPONSECACHE: cache statistics answers (off for benchmarks)
+	Memcached     []string // MEMCACHED: memcached servers for the response cache; empty = in-process
+
 	RetentionDays int // RETENTIONDAYS: events older than this are deleted; 0 keeps forever
 
 	GeoIPCity, GeoIPCountry, GeoIPASN string // GEOIP_CITY, GEOIP_COUNTRY, GEOIP_ASN: .mmdb paths
@@ -86,6 +89,26 @@ var options = []option{
 	{"BADIPTIMESPAN", "120", "minutes considered by retrieveIPs", false, integer(1, func(c *Config) *int { return &c.BadIPTimespan })},
 	{"CORSDOMAIN", "http://sicherheitstacho.eu", "allowed CORS origin for /alert/*", false, str(func(c *Config) *string { return &c.CORSDomain })},
 	{"DEFAULTRESPONSE", "Nope", "body PEBA returns for invalid requests", false, str(func(c *Config) *string { return &c.DefaultResponse })},
+	{"RESPONSECACHE", "on", "cache statistics answers with PEBA's TTLs: on or off (off for benchmarks)", false, func(c *Config, v string) error {
+		switch strings.ToLower(v) {
+		case "on", "true", "1", "yes":
+			c.ResponseCache = true
+		case "off", "false", "0", "no":
+			c.ResponseCache = false
+		default:
+			return errors.New("must be on or off")
+		}
+		return nil
+	}},
+	{"MEMCACHED", "", "comma-separated memcached servers (host:port) for the response cache; empty: in-process", false, func(c *Config, v string) error {
+		c.Memcached = nil
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				c.Memcached = append(c.Memcached, s)
+			}
+		}
+		return nil
+	}},
 	{"RETENTIONDAYS", "90", "delete events older than this many days (0 = keep forever)", false, integer(0, func(c *Config) *int { return &c.RetentionDays })},
 	{"GEOIP_CITY", "", "path of a City .mmdb (DB-IP Lite City or GeoLite2-City)", false, str(func(c *Config) *string { return &c.GeoIPCity })},
 	{"GEOIP_COUNTRY", "", "path of a Country .mmdb (optional; the City database also has countries)", false, str(func(c *Config) *string { return &c.GeoIPCountry })},

@@ -17,6 +17,7 @@ import (
 	"github.com/peba-go/peba"
 	"github.com/peba-go/peba/auth"
 	"github.com/peba-go/peba/blobstore"
+	"github.com/peba-go/peba/cache"
 	"github.com/peba-go/peba/config"
 	"github.com/peba-go/peba/duckdb"
 	"github.com/peba-go/peba/ews"
@@ -96,10 +97,31 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	pipe := ingest.New(store, geo, blobs, ingest.Options{
 		QueueEvents: cfg.QueueEvents, MaxBatch: cfg.CommitMaxBatch, Registerer: reg, Logger: log,
 	})
+	var respCache cache.Cache
+	switch {
+	case !cfg.ResponseCache:
+		log.Info("Response cache disabled")
+	case len(cfg.Memcached) > 0:
+		mc, err := cache.NewMemcached("peba:", cfg.Memcached...)
+		if err != nil {
+			return err
+		}
+		if err := mc.Ping(); err != nil {
+			log.Warn("Memcached not reachable; answers are computed until it is", "servers", cfg.Memcached, "error", err)
+		}
+		respCache = mc
+	default:
+		respCache = cache.NewMemory(64<<20, nil)
+	}
 	api := pebaapi.New(pebaapi.Config{
-		MaxBodyBytes: cfg.MaxBodyBytes,
-		Decode:       ews.Options{MaxAlerts: cfg.MaxAlertsPerPost, MaxFieldBytes: cfg.MaxFieldBytes, MaxPayloadBytes: cfg.MaxPayloadBytes},
-	}, authn, pipe, store, log, reg)
+		MaxBodyBytes:    cfg.MaxBodyBytes,
+		Decode:          ews.Options{MaxAlerts: cfg.MaxAlertsPerPost, MaxFieldBytes: cfg.MaxFieldBytes, MaxPayloadBytes: cfg.MaxPayloadBytes},
+		MaxAlerts:       cfg.MaxAlerts,
+		BadIPTimespan:   cfg.BadIPTimespan,
+		CORSDomain:      cfg.CORSDomain,
+		DefaultResponse: cfg.DefaultResponse,
+		Cache:           respCache,
+	}, authn, pipe, store, peba.Stats(store), log, reg)
 
 	srv := httpserver.New(cfg.BindHost, store, reg, log)
 	api.Register(srv.Mux)
