@@ -33,8 +33,11 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 	if len(args) > 0 && args[0] == "gen" {
 		return runBenchGen(ctx, args[1:], getenv, stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "query" {
+		return runBenchQuery(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "ingest" {
-		fmt.Fprint(stderr, benchUsage+"\n"+benchGenUsage)
+		fmt.Fprint(stderr, benchUsage+"\n"+benchGenUsage+"\n"+benchQueryUsage)
 		return errUsage
 	}
 	fs := flag.NewFlagSet("bench ingest", flag.ContinueOnError)

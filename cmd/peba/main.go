@@ -31,6 +31,7 @@ Usage:
   peba export                          write all events as NDJSON to standard output
   peba bench ingest [flags]            load generator: post ewsposter-shaped batches to a running service
   peba bench gen [flags]               write realistic synthetic events into a (stopped) data directory
+  peba bench query [flags]             latency of every statistics endpoint of a running service
   peba version                         print version, commit and build date
 
 Every subcommand accepts the configuration flags (peba serve -h lists them), PEBA_* environment
