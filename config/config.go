@@ -49,6 +49,14 @@ type Config struct {
 
 	DuckDBMemoryLimit string // DUCKDB_MEMORY_LIMIT
 
+	HpfeedsHost     string   // HPFEEDS_HOST: broker to subscribe to ("" = no hpfeeds ingestion)
+	HpfeedsPort     int      // HPFEEDS_PORT
+	HpfeedsIdent    string   // HPFEEDS_IDENT (SecKC: HPFEEDS_USER)
+	HpfeedsSecret   string   // HPFEEDS_SECRET
+	HpfeedsChannels []string // HPFEEDS_CHANNELS: comma-separated
+	HpfeedsTLS      bool     // HPFEEDS_TLS
+	HpfeedsDomain   string   // HPFEEDS_DOMAIN: community or private
+
 	DebugAddr string // DEBUGADDR: if set, net/http/pprof listens here (keep it on loopback)
 
 	LogLevel  string // LOGLEVEL: debug, info, warn, error
@@ -135,6 +143,37 @@ var options = []option{
 		return nil
 	}},
 	{"DUCKDB_MEMORY_LIMIT", "", "DuckDB memory_limit (empty: the store default, 256MB)", false, str(func(c *Config) *string { return &c.DuckDBMemoryLimit })},
+	{"HPFEEDS_HOST", "", "hpfeeds broker to subscribe to (empty: no hpfeeds ingestion)", false, str(func(c *Config) *string { return &c.HpfeedsHost })},
+	{"HPFEEDS_PORT", "10000", "hpfeeds broker port", false, integer(1, func(c *Config) *int { return &c.HpfeedsPort })},
+	{"HPFEEDS_IDENT", "", "hpfeeds ident", false, str(func(c *Config) *string { return &c.HpfeedsIdent })},
+	{"HPFEEDS_SECRET", "", "hpfeeds secret", true, str(func(c *Config) *string { return &c.HpfeedsSecret })},
+	{"HPFEEDS_CHANNELS", "", "comma-separated hpfeeds channels to subscribe to", false, func(c *Config, v string) error {
+		c.HpfeedsChannels = nil
+		for _, ch := range strings.Split(v, ",") {
+			if ch = strings.TrimSpace(ch); ch != "" {
+				c.HpfeedsChannels = append(c.HpfeedsChannels, ch)
+			}
+		}
+		return nil
+	}},
+	{"HPFEEDS_TLS", "off", "connect to the hpfeeds broker with TLS: on or off", false, func(c *Config, v string) error {
+		switch v {
+		case "on", "true":
+			c.HpfeedsTLS = true
+		case "off", "false":
+			c.HpfeedsTLS = false
+		default:
+			return errors.New("must be on or off")
+		}
+		return nil
+	}},
+	{"HPFEEDS_DOMAIN", "community", "data domain of events received over hpfeeds: community or private", false, func(c *Config, v string) error {
+		if v != "community" && v != "private" {
+			return errors.New("must be community or private")
+		}
+		c.HpfeedsDomain = v
+		return nil
+	}},
 	{"DEBUGADDR", "", "if set, serve Go profiling (net/http/pprof) on this address, e.g. 127.0.0.1:6060", false, str(func(c *Config) *string { return &c.DebugAddr })},
 	{"LOGLEVEL", "info", "log level: debug, info, warn, error", false, func(c *Config, v string) error {
 		switch strings.ToLower(v) {
@@ -248,6 +287,9 @@ func (c *Config) validate() []string {
 	}
 	if c.CommunityUser == "" || c.CommunityToken == "" {
 		p = append(p, "COMMUNITYUSER and COMMUNITYTOKEN must not be empty")
+	}
+	if c.HpfeedsHost != "" && (c.HpfeedsIdent == "" || c.HpfeedsSecret == "" || len(c.HpfeedsChannels) == 0) {
+		p = append(p, "HPFEEDS_HOST needs HPFEEDS_IDENT, HPFEEDS_SECRET and HPFEEDS_CHANNELS")
 	}
 	if c.CommitMaxBatch > c.QueueEvents {
 		p = append(p, "COMMITMAXEVENTS must not exceed QUEUEEVENTS")

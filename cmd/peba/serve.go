@@ -147,6 +147,15 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		}()
 	}
 
+	if cfg.HpfeedsHost != "" {
+		hp := newHpfeeds(cfg, pipe, log, reg)
+		go func() {
+			if err := hp.Run(bg); err != nil {
+				log.Error("hpfeeds client stopped", "error", err)
+			}
+		}()
+	}
+
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.HTTP.Serve(ln) }()
 
