@@ -23,7 +23,9 @@ import (
 	"github.com/peba-go/peba/ews"
 	"github.com/peba-go/peba/geoip"
 	"github.com/peba-go/peba/http/httpserver"
+	"github.com/peba-go/peba/http/livefeed"
 	"github.com/peba-go/peba/http/pebaapi"
+	"github.com/peba-go/peba/hub"
 	"github.com/peba-go/peba/ingest"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -94,8 +96,12 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	authn := auth.New(auth.Credentials{User: cfg.CommunityUser, Token: cfg.CommunityToken}, store, auth.Options{})
+	// Every newly stored event is published once to the live feed.
+	feedHub := hub.New(hub.Options{Registerer: reg})
+	defer feedHub.Close()
 	pipe := ingest.New(store, geo, blobs, ingest.Options{
 		QueueEvents: cfg.QueueEvents, MaxBatch: cfg.CommitMaxBatch, Registerer: reg, Logger: log,
+		OnCommit: feedHub.Publish,
 	})
 	var respCache cache.Cache
 	switch {
@@ -125,6 +131,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 
 	srv := httpserver.New(cfg.BindHost, store, reg, log)
 	api.Register(srv.Mux)
+	feed := livefeed.New(livefeed.Options{Hub: feedHub, Auth: authn, Registerer: reg, Logger: log})
+	defer feed.Close()
+	feed.Register(srv.Mux)
 
 	ln, err := net.Listen("tcp", cfg.BindHost)
 	if err != nil {

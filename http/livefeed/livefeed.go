@@ -1,0 +1,301 @@
+// Package livefeed serves the live attack feed from a hub.Hub: Socket.IO
+// protocol 5 over Engine.IO 4 at /socket.io/ (seckc.md §4, for JS clients
+// 3.x and 4.x) and Server-Sent Events at GET /api/v1/events/stream. Both
+// send entitled viewers every event and everyone else sanitized community
+// events only (docs/livefeed.md).
+package livefeed
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/peba-go/peba"
+	"github.com/peba-go/peba/auth"
+	"github.com/peba-go/peba/hub"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/zishang520/socket.io/servers/socket/v3"
+	"github.com/zishang520/socket.io/v3/pkg/types"
+)
+
+// Authenticator checks a user's token (auth.Authenticator implements it).
+type Authenticator interface {
+	Authenticate(ctx context.Context, user, token string) (auth.Principal, error)
+}
+
+// Rooms of the Socket.IO namespace "/" (seckc.md §4.3).
+const (
+	RoomActive = "activeUsers" // entitled viewers: every event, unsanitized
+	RoomAnon   = "anonUsers"   // everyone else: community events, sanitized
+)
+
+// Options configure a Server.
+type Options struct {
+	Hub *hub.Hub // required
+	// Auth checks credentials; nil makes every viewer anonymous.
+	Auth Authenticator
+	// Sanitize tunes the anonymous payload (credentials, peerIdent).
+	Sanitize SanitizeOptions
+	// Heartbeat is the SSE comment interval, 15 s if zero. It keeps proxies
+	// from closing an idle stream.
+	Heartbeat time.Duration
+	// Registerer receives the feed's metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+}
+
+// Server serves the live feed. Create it with New, mount it with Register,
+// stop it with Close.
+type Server struct {
+	hub       *hub.Hub
+	auth      Authenticator
+	sanitize  SanitizeOptions
+	heartbeat time.Duration
+	log       *slog.Logger
+
+	io      *socket.Server
+	handler http.Handler
+	sub     *hub.Sub // the Socket.IO broadcaster's subscription
+	joins   chan *socket.Socket
+	done    chan struct{}
+	stopped chan struct{}
+	closeMu sync.Once
+
+	memo memo
+
+	mInjected prometheus.Counter
+	mConns    *prometheus.GaugeVec
+	mAuthFail prometheus.Counter
+}
+
+// New returns a Server and starts its Socket.IO broadcaster.
+func New(opt Options) *Server {
+	s := &Server{
+		hub:       opt.Hub,
+		auth:      opt.Auth,
+		sanitize:  opt.Sanitize,
+		heartbeat: opt.Heartbeat,
+		log:       opt.Logger,
+		joins:     make(chan *socket.Socket, 256),
+		done:      make(chan struct{}),
+		stopped:   make(chan struct{}),
+		mInjected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "peba_livefeed_client_events_ignored_total",
+			Help: "hpfeedevent messages sent by Socket.IO clients and ignored (SecKC re-broadcast them, seckc.md §4.5).",
+		}),
+		mConns: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "peba_livefeed_connections", Help: "Open live feed connections by transport (socketio, sse).",
+		}, []string{"transport"}),
+		mAuthFail: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "peba_livefeed_auth_failures_total", Help: "Live feed connections refused for invalid credentials.",
+		}),
+	}
+	s.memo.init(4096)
+	if s.heartbeat <= 0 {
+		s.heartbeat = 15 * time.Second
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if opt.Registerer != nil {
+		opt.Registerer.MustRegister(s.mInjected, s.mConns, s.mAuthFail)
+	}
+
+	o := socket.DefaultServerOptions()
+	// seckc.md §4.1: 25 s ping interval, 20 s timeout. Clients send nothing
+	// we use, so their packets are capped far below SecKC's 1 MB.
+	o.SetPingInterval(25 * time.Second)
+	o.SetPingTimeout(20 * time.Second)
+	o.SetMaxHttpBufferSize(64 << 10)
+	o.SetServeClient(false)
+	// Any origin may watch (seckc.md §2.3); auth is a token in the
+	// handshake, never a cookie, so no credentials mode is needed.
+	o.SetCors(&types.Cors{Origin: "*"})
+	s.io = socket.NewServer(nil, o)
+	s.handler = s.io.ServeHandler(nil)
+	s.io.Use(s.authenticateSocket)
+	_ = s.io.On("connection", func(args ...any) {
+		sock, ok := args[0].(*socket.Socket)
+		if !ok {
+			return
+		}
+		s.mConns.WithLabelValues("socketio").Inc()
+		_ = sock.On("disconnect", func(...any) { s.mConns.WithLabelValues("socketio").Dec() })
+		// seckc.md §4.5: SecKC re-broadcast client-sent events to every
+		// viewer. We count and drop them.
+		_ = sock.On("hpfeedevent", func(...any) { s.mInjected.Inc() })
+		// Never block the library's goroutine: it may hold locks the
+		// broadcaster needs.
+		select {
+		case s.joins <- sock:
+		default:
+			go func() {
+				select {
+				case s.joins <- sock:
+				case <-s.done:
+				}
+			}()
+		}
+	})
+
+	s.sub = s.hub.Subscribe(hub.Filter{Domains: []peba.Domain{peba.DomainCommunity, peba.DomainPrivate}})
+	size, age := s.hub.ReplayLimits()
+	go s.broadcast(size, age)
+	return s
+}
+
+// Register mounts /socket.io/ and GET /api/v1/events/stream on mux.
+func (s *Server) Register(mux *http.ServeMux) {
+	mux.Handle("/socket.io/", s.handler)
+	mux.HandleFunc("GET /api/v1/events/stream", s.stream)
+}
+
+// Close disconnects every Socket.IO client and stops the broadcaster. SSE
+// streams end when the hub is closed or their requests are canceled.
+func (s *Server) Close() {
+	s.closeMu.Do(func() {
+		close(s.done)
+		s.sub.Close()
+		<-s.stopped
+		s.io.Close(nil)
+	})
+}
+
+// viewer is what a connection may see.
+type viewer struct {
+	entitled bool
+}
+
+func (v viewer) filter() hub.Filter {
+	if v.entitled {
+		return hub.Filter{Domains: []peba.Domain{peba.DomainCommunity, peba.DomainPrivate}}
+	}
+	return hub.Filter{Domains: []peba.Domain{peba.DomainCommunity}}
+}
+
+// identify turns presented "user:token" credentials into a viewer. No
+// credentials give an anonymous viewer; wrong ones an EUNAUTHORIZED error
+// (a client that tried to log in must learn that it failed, not silently
+// see less).
+func (s *Server) identify(ctx context.Context, cred string) (viewer, error) {
+	if cred == "" {
+		return viewer{}, nil
+	}
+	user, token, ok := strings.Cut(cred, ":")
+	if !ok || s.auth == nil {
+		s.mAuthFail.Inc()
+		return viewer{}, peba.Errorf(peba.EUNAUTHORIZED, "invalid credentials")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	p, err := s.auth.Authenticate(ctx, user, token)
+	if err != nil {
+		if peba.ErrorCode(err) == peba.EUNAUTHORIZED {
+			s.mAuthFail.Inc()
+		} else {
+			s.log.Warn("Live feed: cannot authenticate", "error", err)
+		}
+		return viewer{}, err
+	}
+	// Only private-domain users not restricted to community data may see
+	// private events (peba.User.CommunityOnly, B-6).
+	return viewer{entitled: p.Domain == peba.DomainPrivate && (p.User == nil || !p.User.CommunityOnly)}, nil
+}
+
+// bearer returns the credentials of an "Authorization: Bearer user:token"
+// header, or "".
+func bearer(h string) string {
+	const prefix = "bearer "
+	if len(h) > len(prefix) && strings.EqualFold(h[:len(prefix)], prefix) {
+		return strings.TrimSpace(h[len(prefix):])
+	}
+	return ""
+}
+
+// authenticateSocket is the namespace middleware: credentials come from the
+// handshake's auth payload {token: "user:token"} or the Authorization
+// header of the Engine.IO handshake request.
+func (s *Server) authenticateSocket(sock *socket.Socket, next func(*socket.ExtendedError)) {
+	cred := ""
+	if hs := sock.Handshake(); hs != nil {
+		if t, ok := hs.Auth["token"].(string); ok {
+			cred = t
+		}
+	}
+	if cred == "" {
+		cred = bearer(sock.Request().Headers().Peek("Authorization"))
+	}
+	// Not the request's context: with polling, the handshake request that
+	// sock.Request() describes has already been answered.
+	v, err := s.identify(context.Background(), cred)
+	if err != nil {
+		next(socket.NewExtendedError(peba.ErrorMessage(err), nil))
+		return
+	}
+	sock.SetData(v)
+	next(nil)
+}
+
+// recent is one event the broadcaster sent, kept for replay.
+type recent struct {
+	f  *frames
+	at time.Time
+}
+
+// broadcast is the only goroutine that emits to the rooms. New sockets are
+// handed to it (s.joins) so that "replay, then join the room" happens
+// between two broadcasts: every event reaches a socket exactly once.
+func (s *Server) broadcast(size int, age time.Duration) {
+	defer close(s.stopped)
+	var ring []recent
+	next := 0
+	for {
+		select {
+		case <-s.done:
+			return
+		case ev, ok := <-s.sub.C():
+			if !ok {
+				return
+			}
+			f := s.memo.get(ev, s.sanitize)
+			if size > 0 {
+				if len(ring) < size {
+					ring = append(ring, recent{f, time.Now()})
+				} else {
+					ring[next] = recent{f, time.Now()}
+					next = (next + 1) % size
+				}
+			}
+			_ = s.io.To(RoomActive).Emit("hpfeedevent", json.RawMessage(f.full))
+			if f.domain == peba.DomainCommunity {
+				_ = s.io.To(RoomAnon).Emit("hpfeedevent", json.RawMessage(f.anon))
+			}
+		case sock := <-s.joins:
+			if !sock.Connected() {
+				continue
+			}
+			v, _ := sock.Data().(viewer)
+			cutoff := time.Now().Add(-age)
+			for i := range ring {
+				r := ring[(next+i)%len(ring)]
+				if r.at.Before(cutoff) || !v.filter().Allows(r.f.domain) {
+					continue
+				}
+				payload := r.f.anon
+				if v.entitled {
+					payload = r.f.full
+				}
+				_ = sock.Emit("hpfeedevent", json.RawMessage(payload))
+			}
+			if v.entitled {
+				sock.Join(RoomActive)
+			} else {
+				sock.Join(RoomAnon)
+			}
+		}
+	}
+}

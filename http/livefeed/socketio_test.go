@@ -1,0 +1,166 @@
+package livefeed_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/peba-go/peba"
+)
+
+// jsClientDir holds package.json and client.mjs; node_modules is installed
+// there by the test and git-ignored.
+const jsClientDir = "testdata/js"
+
+// installJSClient runs npm install once (node_modules is kept as a cache).
+// It skips only when node or npm is missing; a failing install fails.
+func installJSClient(t *testing.T) string {
+	t.Helper()
+	// CI sets PEBA_REQUIRE_NODE=1 so that a missing node fails instead.
+	skip := t.Skip
+	if os.Getenv("PEBA_REQUIRE_NODE") == "1" {
+		skip = t.Fatal
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		skip("node is not installed: the Socket.IO test needs node and npm (.ci/run installs them)")
+	}
+	npm, err := exec.LookPath("npm")
+	if err != nil {
+		skip("npm is not installed: the Socket.IO test needs node and npm (.ci/run installs them)")
+	}
+	if _, err := os.Stat(filepath.Join(jsClientDir, "node_modules", "socket.io-client", "package.json")); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, npm, "install", "--no-audit", "--no-fund", "--loglevel=error")
+		cmd.Dir = jsClientDir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("npm install socket.io-client: %v\n%s", err, out)
+		}
+	}
+	return node
+}
+
+type jsLine struct {
+	Client    string         `json:"client"`
+	Connected bool           `json:"connected"`
+	Error     string         `json:"error"`
+	Event     map[string]any `json:"event"`
+	Transport string         `json:"transport"`
+	Timeout   bool           `json:"timeout"`
+}
+
+// TestSocketIOWithJSClient is the issue's proof: the real socket.io-client
+// 4.x connects anonymously and authenticated (handshake auth payload and
+// Authorization header; websocket and polling), receives the replay and a
+// new event, and anonymous viewers get sanitized community events only.
+func TestSocketIOWithJSClient(t *testing.T) {
+	node := installJSClient(t)
+	e := newEnv(t, time.Hour)
+	e.hub.Publish([]peba.Event{event("c1", peba.DomainCommunity), event("p1", peba.DomainPrivate)})
+
+	spec := []map[string]any{
+		{"name": "anon", "inject": true, "opts": map[string]any{}},
+		{"name": "alice-ws", "opts": map[string]any{"transports": []string{"websocket"}, "auth": map[string]string{"token": aliceCred}}},
+		{"name": "alice-poll", "opts": map[string]any{"transports": []string{"polling"}, "extraHeaders": map[string]string{"Authorization": "Bearer " + aliceCred}}},
+		{"name": "bob", "opts": map[string]any{"auth": map[string]string{"token": bobCred}}},
+		{"name": "wrong", "opts": map[string]any{"auth": map[string]string{"token": "alice:wrong"}}},
+	}
+	specJSON, _ := json.Marshal(spec)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "client.mjs", e.srv.URL, "c-new", string(specJSON))
+	cmd.Dir = jsClientDir
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+
+	got := map[string][]map[string]any{}
+	connected := map[string]bool{}
+	errs := map[string]string{}
+	published := false
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		t.Logf("js: %s", sc.Text())
+		var l jsLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatalf("bad line %q: %v", sc.Text(), err)
+		}
+		switch {
+		case l.Timeout:
+			t.Fatal("JS clients timed out")
+		case l.Error != "":
+			errs[l.Client] = l.Error
+		case l.Connected:
+			connected[l.Client] = true
+		case l.Event != nil:
+			got[l.Client] = append(got[l.Client], l.Event)
+		}
+		// Once the four good clients are connected and the injection had
+		// time to arrive, publish the live events.
+		if !published && len(connected) == 4 {
+			published = true
+			go func() {
+				deadline := time.Now().Add(5 * time.Second)
+				for e.metric(t, "peba_livefeed_client_events_ignored_total") < 1 && time.Now().Before(deadline) {
+					time.Sleep(10 * time.Millisecond)
+				}
+				e.hub.Publish([]peba.Event{event("p-new", peba.DomainPrivate), event("c-new", peba.DomainCommunity)})
+			}()
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("node: %v\n%s", err, stderr.String())
+	}
+
+	ids := func(evs []map[string]any) string {
+		var s []string
+		for _, ev := range evs {
+			s = append(s, ev["event_id"].(string))
+		}
+		return strings.Join(s, ",")
+	}
+	// Replay, then the live events, each exactly once, in order; the
+	// injected event reaches nobody.
+	for client, want := range map[string]string{
+		"anon": "c1,c-new", "bob": "c1,c-new",
+		"alice-ws": "c1,p1,p-new,c-new", "alice-poll": "c1,p1,p-new,c-new",
+	} {
+		if g := ids(got[client]); g != want {
+			t.Errorf("%s received %s, want %s", client, g, want)
+		}
+	}
+	for _, client := range []string{"anon", "bob"} {
+		for _, ev := range got[client] {
+			assertAnonymous(t, ev)
+		}
+	}
+	for _, ev := range got["alice-ws"] {
+		if ev["dst_ip"] != "198.51.100.77" || ev["channel"] != "ews" || ev["identifier"] != "sensor-1" {
+			t.Errorf("entitled payload incomplete: %v", ev)
+		}
+		if _, ok := ev["timestamp"].(float64); !ok {
+			t.Errorf("timestamp is not a number: %v", ev)
+		}
+	}
+	if errs["wrong"] != "invalid credentials" || connected["wrong"] {
+		t.Errorf("wrong token: error %q, connected %v", errs["wrong"], connected["wrong"])
+	}
+	if n := e.metric(t, "peba_livefeed_client_events_ignored_total"); n != 1 {
+		t.Errorf("ignored client events = %v, want 1", n)
+	}
+}

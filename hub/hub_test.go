@@ -1,0 +1,233 @@
+package hub_test
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/peba-go/peba"
+	"github.com/peba-go/peba/hub"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+var (
+	anon     = hub.Filter{Domains: []peba.Domain{peba.DomainCommunity}}
+	entitled = hub.Filter{Domains: []peba.Domain{peba.DomainCommunity, peba.DomainPrivate}}
+)
+
+func ev(id string, d peba.Domain) peba.Event { return peba.Event{ID: id, Domain: d} }
+
+// clock is a settable test clock.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+// ids drains what is queued on s without waiting.
+func ids(s *hub.Sub) []string {
+	var out []string
+	for {
+		select {
+		case e, ok := <-s.C():
+			if !ok {
+				return out
+			}
+			out = append(out, e.ID)
+		default:
+			return out
+		}
+	}
+}
+
+func eq(t *testing.T, got []string, want ...string) {
+	t.Helper()
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+}
+
+func TestReplaySizeAndOrder(t *testing.T) {
+	h := hub.New(hub.Options{ReplaySize: 3})
+	for i := range 5 {
+		h.Publish([]peba.Event{ev(fmt.Sprint(i), peba.DomainCommunity)})
+	}
+	s := h.Subscribe(anon)
+	defer s.Close()
+	eq(t, ids(s), "2", "3", "4")
+	h.Publish([]peba.Event{ev("5", peba.DomainCommunity)})
+	eq(t, ids(s), "5")
+}
+
+func TestReplayAge(t *testing.T) {
+	c := &clock{t: time.Unix(1e9, 0)}
+	h := hub.New(hub.Options{ReplayAge: time.Minute, Now: c.now})
+	h.Publish([]peba.Event{ev("old", peba.DomainCommunity)})
+	c.add(45 * time.Second)
+	h.Publish([]peba.Event{ev("new", peba.DomainCommunity)})
+	c.add(30 * time.Second) // "old" is 75 s old, "new" 30 s
+	s := h.Subscribe(anon)
+	defer s.Close()
+	eq(t, ids(s), "new")
+}
+
+func TestReplayDisabled(t *testing.T) {
+	h := hub.New(hub.Options{ReplaySize: -1})
+	h.Publish([]peba.Event{ev("a", peba.DomainCommunity)})
+	s := h.Subscribe(anon)
+	defer s.Close()
+	eq(t, ids(s))
+}
+
+func TestFilterKeepsPrivateFromAnonymous(t *testing.T) {
+	h := hub.New(hub.Options{})
+	h.Publish([]peba.Event{ev("c1", peba.DomainCommunity), ev("p1", peba.DomainPrivate)})
+	a, e, none := h.Subscribe(anon), h.Subscribe(entitled), h.Subscribe(hub.Filter{})
+	defer a.Close()
+	defer e.Close()
+	defer none.Close()
+	h.Publish([]peba.Event{ev("p2", peba.DomainPrivate), ev("c2", peba.DomainCommunity)})
+	eq(t, ids(a), "c1", "c2")
+	eq(t, ids(e), "c1", "p1", "p2", "c2")
+	eq(t, ids(none)) // a zero Filter admits nothing
+}
+
+func TestPublishCopiesAndDropsPayloadBytes(t *testing.T) {
+	h := hub.New(hub.Options{})
+	s := h.Subscribe(anon)
+	defer s.Close()
+	batch := []peba.Event{{ID: "a", Domain: peba.DomainCommunity, Payload: &peba.Payload{Data: []byte("x")}}}
+	h.Publish(batch)
+	batch[0].ID = "changed"
+	got := <-s.C()
+	if got.ID != "a" || got.Payload != nil {
+		t.Fatalf("got ID %q payload %v, want a copy without payload", got.ID, got.Payload)
+	}
+}
+
+func TestSlowSubscriberDoesNotBlockPublish(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	h := hub.New(hub.Options{SubscriberBuffer: 4, ReplaySize: -1, Registerer: reg})
+	slow := h.Subscribe(anon) // never reads
+	defer slow.Close()
+	fast := h.Subscribe(anon)
+	defer fast.Close()
+	var got []string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for e := range fast.C() {
+			got = append(got, e.ID)
+			if len(got) == 100 {
+				return
+			}
+		}
+	}()
+	finished := make(chan struct{})
+	go func() {
+		for i := range 100 {
+			h.Publish([]peba.Event{ev(fmt.Sprint(i), peba.DomainCommunity)})
+			// Give the fast reader a chance so only the slow one misses.
+			time.Sleep(50 * time.Microsecond)
+		}
+		close(finished)
+	}()
+	select {
+	case <-finished:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Publish blocked on a full subscriber")
+	}
+	if m := slow.Missed(); m != 96 {
+		t.Errorf("slow subscriber missed %d, want 96", m)
+	}
+	eq(t, ids(slow), "0", "1", "2", "3") // the oldest survive; later ones are skipped
+	if v := metric(t, reg, "peba_livefeed_published_events_total"); v != 100 {
+		t.Errorf("published = %v", v)
+	}
+	if v := metric(t, reg, "peba_livefeed_dropped_events_total"); v < 96 {
+		t.Errorf("dropped = %v, want >= 96", v)
+	}
+	metric(t, reg, "peba_livefeed_delivered_events_total")
+	<-done
+}
+
+func TestCloseAndSubscriberGauge(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	h := hub.New(hub.Options{Registerer: reg})
+	a := h.Subscribe(anon)
+	b := h.Subscribe(anon)
+	if v := metric(t, reg, "peba_livefeed_subscribers"); v != 2 {
+		t.Fatalf("subscribers = %v", v)
+	}
+	a.Close()
+	a.Close() // idempotent
+	if _, ok := <-a.C(); ok {
+		t.Fatal("channel open after Sub.Close")
+	}
+	h.Close()
+	if _, ok := <-b.C(); ok {
+		t.Fatal("channel open after Hub.Close")
+	}
+	b.Close()
+	if v := metric(t, reg, "peba_livefeed_subscribers"); v != 0 {
+		t.Fatalf("subscribers = %v after close", v)
+	}
+	h.Publish([]peba.Event{ev("late", peba.DomainCommunity)}) // no panic
+	if _, ok := <-h.Subscribe(anon).C(); ok {
+		t.Fatal("subscribe after Hub.Close got an open channel")
+	}
+}
+
+func TestConcurrentPublishSubscribe(t *testing.T) {
+	h := hub.New(hub.Options{SubscriberBuffer: 8})
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for j := range 200 {
+				h.Publish([]peba.Event{ev(fmt.Sprint(i, j), peba.Domain(1+j%2))})
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for range 50 {
+				s := h.Subscribe(anon)
+				for range 3 {
+					select {
+					case e := <-s.C():
+						if e.Domain != peba.DomainCommunity {
+							t.Error("private event to anonymous subscriber")
+						}
+					default:
+					}
+				}
+				s.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	h.Close()
+}
+
+func metric(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			m := mf.GetMetric()[0]
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("metric %s not registered", name)
+	return 0
+}
