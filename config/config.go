@@ -132,8 +132,8 @@ var options = []option{
 	{"MAXALERTSPERPOST", "1000", "most alerts accepted in one EWS body (ewsposter sends <= 100)", false, integer(1, func(c *Config) *int { return &c.MaxAlertsPerPost })},
 	{"MAXPAYLOADBYTES", "10485760", "payloads larger than this are hashed but not kept", false, integer(0, func(c *Config) *int { return &c.MaxPayloadBytes })},
 	{"MAXFIELDBYTES", "65536", "longer text fields are truncated (and the truncation recorded)", false, integer(256, func(c *Config) *int { return &c.MaxFieldBytes })},
-	{"QUEUEEVENTS", "200000", "events waiting for commit before ingest answers 503 + Retry-After", false, integer(1, func(c *Config) *int { return &c.QueueEvents })},
-	{"COMMITMAXEVENTS", "20000", "most events committed in one group commit", false, integer(1, func(c *Config) *int { return &c.CommitMaxBatch })},
+	{"QUEUEEVENTS", "50000", "events accepted but not yet in the store before ingest answers 503 + Retry-After (bounds memory)", false, integer(1, func(c *Config) *int { return &c.QueueEvents })},
+	{"COMMITMAXEVENTS", "20000", "most events journaled in one group commit, and applied to the store in one transaction", false, integer(1, func(c *Config) *int { return &c.CommitMaxBatch })},
 	{"SHUTDOWNGRACE", "10s", "how long shutdown waits for in-flight requests and commits", false, func(c *Config, v string) error {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < 0 {

@@ -1,15 +1,24 @@
 // Package ingest is the path every event takes from a decoder to the store:
 // enrichment (receive time, data domain, GeoIP, payload bytes to the blob
-// store) and group commit. Many concurrent senders share one store
-// transaction; each sender is answered only after the transaction holding its
-// events committed, so an acknowledged event survives a crash, and a sender
-// whose answer was lost resends and is de-duplicated by the event ID
+// store), validation, and group commit. Many concurrent senders share one
+// durable write; each sender is answered only after the write holding its
+// events, so an acknowledged event survives a crash, and a sender whose
+// answer was lost resends and is de-duplicated by the event ID
 // (architecture.md, "Data flow").
+//
+// With a journal (Options.Journal), the durable write is one fsynced journal
+// append per group, and a second goroutine applies journaled batches to the
+// store in large transactions behind it: a store transaction has a fixed cost
+// of milliseconds, so thousands of events per transaction are much cheaper
+// per event than the few hundred that wait for one fsync. Recover replays
+// what a crash left unapplied. Without a journal, the durable write is the
+// store transaction itself.
 package ingest
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -17,6 +26,7 @@ import (
 	"time"
 
 	"github.com/peba-go/peba"
+	"github.com/peba-go/peba/journal"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -32,15 +42,24 @@ type BlobWriter interface {
 
 // Options tune the pipeline. Zero values take the defaults.
 type Options struct {
-	// QueueEvents bounds the events waiting for a commit; beyond it Submit
-	// fails fast with ErrOverloaded (HTTP 503 + Retry-After) instead of
-	// letting memory and latency grow without bound.
+	// QueueEvents bounds the events accepted but not yet in the store
+	// (waiting, being journaled, or journaled and not yet applied); beyond
+	// it Submit fails fast with ErrOverloaded (HTTP 503 + Retry-After)
+	// instead of letting memory and latency grow without bound.
 	QueueEvents int
-	// MaxBatch bounds the events of one group commit.
+	// MaxBatch bounds the events of one durable write (journal append, or
+	// store transaction without a journal).
 	MaxBatch int
+	// ApplyBatch bounds the events of one store transaction that applies
+	// journaled batches. Default 50,000.
+	ApplyBatch int
+	// Journal, if set, makes Submit return after an fsynced journal append
+	// and the store be written behind it; the caller opens and closes it
+	// (after Close). Nil: Submit returns after the store transaction.
+	Journal *journal.Journal
 	// OnCommit, if set, is called by the committing goroutine with the events
-	// that were new in each commit (the live feed subscribes here). It must
-	// not block.
+	// that were new in each store transaction (the live feed subscribes
+	// here). It must not block. Events applied by Recover are not passed.
 	OnCommit func([]peba.Event)
 	// Now is the clock (tests inject one).
 	Now func() time.Time
@@ -55,41 +74,64 @@ var ErrOverloaded = &peba.Error{Code: peba.EUNAVAILABLE, Message: "ingest queue 
 // ErrClosed is returned after Close.
 var ErrClosed = &peba.Error{Code: peba.EUNAVAILABLE, Message: "service is shutting down, retry later"}
 
-// Result is what one Submit stored.
+var errNotStored = &peba.Error{Code: peba.EUNAVAILABLE, Message: "cannot store events, retry later"}
+
+// Result is what one Submit accepted. Whether each event was new or a resend
+// is decided when the store applies it, later with a journal; the pipeline's
+// metrics count that.
 type Result struct {
-	Inserted   int // events that were new
-	Duplicates int // events already stored (resends)
+	Accepted int // events durably accepted (new or not)
 }
 
-// Pipeline enriches and group-commits events. Create it with New; it runs
-// until Close.
+// Recovered describes what Recover applied.
+type Recovered struct {
+	Batches  int // journal records (senders' batches) replayed
+	Events   int // events in them
+	Inserted int // events the store did not have yet
+}
+
+// Pipeline enriches, validates and group-commits events. Create it with
+// New; it runs until Close.
 type Pipeline struct {
 	store peba.Store
 	geo   GeoLookup
 	blobs BlobWriter
+	jr    *journal.Journal
 	opt   Options
 	log   *slog.Logger
 
-	mu     sync.RWMutex // guards closed against concurrent sends on queue
-	closed bool
-	queue  chan *request
-	queued atomic.Int64 // events in queue or being committed
-	done   chan struct{}
+	mu        sync.RWMutex // guards closed against concurrent sends on queue
+	closed    bool
+	queue     chan *request
+	applyq    chan *group  // journal mode: journaled groups for the applier
+	queued    atomic.Int64 // events admitted and not yet applied (or failed)
+	unapplied atomic.Int64 // events journaled and not yet applied
+	done      chan struct{}
+	abort     chan struct{} // closed when Close gives up: stop retrying
+	abortOnce sync.Once
+	encBuf    []byte // journal goroutine's encoding buffer
 
 	mCommit     prometheus.Histogram
 	mGroup      prometheus.Histogram
+	mJournal    prometheus.Histogram
 	mEvents     *prometheus.CounterVec
 	mCommitErrs prometheus.Counter
 }
 
+// request is one Submit, or a Flush marker (flushed != nil).
 type request struct {
-	events []peba.Event
-	done   chan outcome // buffered(1)
+	events  []peba.Event
+	done    chan error // buffered(1)
+	flushed chan struct{}
 }
 
-type outcome struct {
-	res Result
-	err error
+// group is what the journal goroutine hands to the applier: the batches of
+// one append (one per sender) and the journal position after them.
+type group struct {
+	batches [][]peba.Event
+	n       int
+	pos     journal.Pos
+	flushed []chan struct{}
 }
 
 // New starts a pipeline writing to store.
@@ -100,6 +142,9 @@ func New(store peba.Store, geo GeoLookup, blobs BlobWriter, opt Options) *Pipeli
 	if opt.MaxBatch <= 0 {
 		opt.MaxBatch = 20_000
 	}
+	if opt.ApplyBatch <= 0 {
+		opt.ApplyBatch = 50_000
+	}
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
@@ -107,39 +152,54 @@ func New(store peba.Store, geo GeoLookup, blobs BlobWriter, opt Options) *Pipeli
 		opt.Logger = slog.Default()
 	}
 	p := &Pipeline{
-		store: store, geo: geo, blobs: blobs, opt: opt, log: opt.Logger,
-		queue: make(chan *request, 4096),
-		done:  make(chan struct{}),
+		store: store, geo: geo, blobs: blobs, jr: opt.Journal, opt: opt, log: opt.Logger,
+		queue:  make(chan *request, 4096),
+		applyq: make(chan *group, 1024),
+		done:   make(chan struct{}),
+		abort:  make(chan struct{}),
 		mCommit: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "peba_ingest_commit_seconds", Help: "Duration of one group commit (store transaction).",
+			Name: "peba_ingest_commit_seconds", Help: "Duration of one store transaction.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}),
 		mGroup: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "peba_ingest_commit_events", Help: "Events per group commit.",
-			Buckets: prometheus.ExponentialBuckets(1, 2, 16),
+			Name: "peba_ingest_commit_events", Help: "Events per store transaction.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 18),
+		}),
+		mJournal: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "peba_ingest_journal_seconds", Help: "Duration of one journal append (write + fdatasync).",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16),
 		}),
 		mEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "peba_ingest_events_total", Help: "Events handled by the commit stage, by result (inserted, duplicate, failed).",
+			Name: "peba_ingest_events_total", Help: "Events handled by the store stage, by result (inserted, duplicate, " +
+				"failed: answered with an error; refused: acknowledged, then refused by the store as invalid, so lost).",
 		}, []string{"result"}),
 		mCommitErrs: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "peba_ingest_commit_errors_total", Help: "Group commits that failed.",
+			Name: "peba_ingest_commit_errors_total", Help: "Store transactions that failed.",
 		}),
 	}
 	if opt.Registerer != nil {
-		opt.Registerer.MustRegister(p.mCommit, p.mGroup, p.mEvents, p.mCommitErrs,
+		opt.Registerer.MustRegister(p.mCommit, p.mGroup, p.mJournal, p.mEvents, p.mCommitErrs,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-				Name: "peba_ingest_queued_events", Help: "Events waiting for or in a commit.",
-			}, func() float64 { return float64(p.queued.Load()) }))
+				Name: "peba_ingest_queued_events", Help: "Events accepted or waiting, not yet in the store (the admission bound applies to it).",
+			}, func() float64 { return float64(p.queued.Load()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "peba_ingest_unapplied_events", Help: "Events journaled and acknowledged, not yet in the store (apply lag).",
+			}, func() float64 { return float64(p.unapplied.Load()) }))
 	}
 	go p.run()
+	if p.jr != nil {
+		go p.applyLoop()
+	}
 	return p
 }
 
 // Submit enriches events (Domain, ReceivedTime, GeoIP; payload bytes go to the
-// blob store) and stores them. It returns after the commit that holds them,
-// or with an error, in which case none of them was stored by this call.
-// Errors are *peba.Error with code EUNAVAILABLE for conditions a sender
-// should retry (queue full, store down, shutting down).
+// blob store), validates them and stores them. It returns after they are
+// durable (journaled, or committed without a journal), or with an error, in
+// which case this call stored none of them. Errors are *peba.Error: EINVALID
+// for events no store would keep (a resend cannot cure it), EUNAVAILABLE for
+// conditions a sender should retry (queue full, store or journal down,
+// shutting down). With a journal, Recover must have returned first.
 func (p *Pipeline) Submit(ctx context.Context, domain peba.Domain, events []peba.Event) (Result, error) {
 	if len(events) == 0 {
 		return Result{}, nil
@@ -154,7 +214,15 @@ func (p *Pipeline) Submit(ctx context.Context, domain peba.Domain, events []peba
 		p.queued.Add(-n)
 		return Result{}, err
 	}
-	req := &request{events: events, done: make(chan outcome, 1)}
+	// A journaled batch is acknowledged; if the store refused it later, it
+	// would be lost. Refuse it now instead, while the sender can hear it.
+	for i := range events {
+		if err := peba.ValidateEvent(&events[i]); err != nil {
+			p.queued.Add(-n)
+			return Result{}, peba.Errorf(peba.EINVALID, "event %d: %s", i, err)
+		}
+	}
+	req := &request{events: events, done: make(chan error, 1)}
 	p.mu.RLock()
 	if p.closed {
 		p.mu.RUnlock()
@@ -163,10 +231,12 @@ func (p *Pipeline) Submit(ctx context.Context, domain peba.Domain, events []peba
 	}
 	p.queue <- req
 	p.mu.RUnlock()
-	// Wait for the commit even if ctx is cancelled: the events are queued
-	// and will be committed; returning early would only hide the outcome.
-	o := <-req.done
-	return o.res, o.err
+	// Wait for the durable write even if ctx is cancelled: the events are
+	// queued and will be written; returning early would only hide the outcome.
+	if err := <-req.done; err != nil {
+		return Result{}, err
+	}
+	return Result{Accepted: len(events)}, nil
 }
 
 func (p *Pipeline) enrich(domain peba.Domain, events []peba.Event) error {
@@ -196,13 +266,18 @@ func (p *Pipeline) enrich(domain peba.Domain, events []peba.Event) error {
 	return nil
 }
 
-// run is the single committing goroutine: it takes everything queued (up to
-// MaxBatch events) into one transaction. Batching is natural, without an
-// artificial delay: while one commit runs, the next group accumulates.
+// run is the single goroutine that makes batches durable: it takes
+// everything queued (up to MaxBatch events) into one journal append, or
+// without a journal into one store transaction. Batching is natural, without
+// an artificial delay: while one write runs, the next group accumulates.
 func (p *Pipeline) run() {
-	defer close(p.done)
+	if p.jr != nil {
+		defer close(p.applyq)
+	} else {
+		defer close(p.done)
+	}
 	for req := range p.queue {
-		group := []*request{req}
+		reqs := []*request{req}
 		n := len(req.events)
 	fill:
 		for n < p.opt.MaxBatch {
@@ -211,78 +286,336 @@ func (p *Pipeline) run() {
 				if !ok {
 					break fill
 				}
-				group = append(group, r)
+				reqs = append(reqs, r)
 				n += len(r.events)
 			default:
 				break fill
 			}
 		}
-		p.commit(group, n)
+		data, flushed := split(reqs)
+		if p.jr != nil {
+			p.journal(data, n, flushed)
+		} else {
+			p.commit(data, n, flushed)
+		}
 	}
 }
 
-func (p *Pipeline) commit(group []*request, n int) {
-	all := group[0].events
-	if len(group) > 1 {
-		all = make([]peba.Event, 0, n)
-		for _, r := range group {
-			all = append(all, r.events...)
+func split(reqs []*request) (data []*request, flushed []chan struct{}) {
+	for _, r := range reqs {
+		if r.flushed != nil {
+			flushed = append(flushed, r.flushed)
+		} else {
+			data = append(data, r)
 		}
 	}
-	start := time.Now()
-	// The commit must not be cut short by one client's cancelled request.
-	res, err := p.store.AppendEvents(context.Background(), all)
-	p.mCommit.Observe(time.Since(start).Seconds())
-	p.mGroup.Observe(float64(len(all)))
-	if err != nil && len(group) > 1 {
-		// One poisoned batch must not fail the others that shared its
-		// transaction: retry each request on its own.
-		p.log.Warn("Group commit failed, retrying its batches one by one", "batches", len(group), "events", n, "error", err)
-		for _, r := range group {
-			p.commit([]*request{r}, len(r.events))
+	return data, flushed
+}
+
+// commit stores a group in one transaction and answers its senders (no
+// journal).
+func (p *Pipeline) commit(data []*request, n int, flushed []chan struct{}) {
+	if len(data) > 0 {
+		batches := make([][]peba.Event, len(data))
+		for i, r := range data {
+			batches[i] = r.events
 		}
-		return
-	}
-	p.queued.Add(-int64(n))
-	if err != nil {
-		p.mCommitErrs.Inc()
-		p.mEvents.WithLabelValues("failed").Add(float64(n))
-		p.log.Error("Cannot commit events", "events", n, "error", err)
-		if !errors.As(err, new(*peba.Error)) {
-			err = &peba.Error{Code: peba.EUNAVAILABLE, Message: "cannot store events, retry later"}
+		_, errs := p.apply(batches, n, false, true)
+		p.queued.Add(-int64(n))
+		for i, r := range data {
+			err := errs[i]
+			if err != nil {
+				p.mEvents.WithLabelValues("failed").Add(float64(len(r.events)))
+				p.log.Error("Cannot commit events", "events", len(r.events), "error", err)
+				if !errors.As(err, new(*peba.Error)) {
+					err = errNotStored
+				}
+			}
+			r.done <- err
 		}
-		for _, r := range group {
-			r.done <- outcome{err: err}
+	}
+	closeAll(flushed)
+}
+
+// journal appends a group with one fsync, answers its senders, and hands it
+// to the applier. One record per sender's batch, so that the store applies
+// a batch all or nothing after a crash too.
+func (p *Pipeline) journal(data []*request, n int, flushed []chan struct{}) {
+	g := &group{flushed: flushed}
+	if len(data) > 0 {
+		buf := p.encBuf[:0]
+		ends := make([]int, len(data))
+		for i, r := range data {
+			buf = appendEvents(buf, r.events)
+			ends[i] = len(buf)
 		}
-		return
-	}
-	p.mEvents.WithLabelValues("inserted").Add(float64(len(res.Inserted)))
-	p.mEvents.WithLabelValues("duplicate").Add(float64(n - len(res.Inserted)))
-	if p.opt.OnCommit != nil && len(res.Inserted) > 0 {
-		p.opt.OnCommit(res.Inserted)
-	}
-	// Attribute inserted events to the requests. The store keeps the first
-	// occurrence of an ID, so claim IDs in input order.
-	unclaimed := make(map[string]int, len(res.Inserted))
-	for i := range res.Inserted {
-		unclaimed[res.Inserted[i].ID]++
-	}
-	for _, r := range group {
-		var out Result
-		for i := range r.events {
-			if id := r.events[i].ID; unclaimed[id] > 0 {
-				unclaimed[id]--
-				out.Inserted++
-			} else {
-				out.Duplicates++
+		recs := make([][]byte, len(data))
+		for i, start := 0, 0; i < len(data); i++ {
+			recs[i], start = buf[start:ends[i]], ends[i]
+		}
+		if cap(buf) <= 16<<20 {
+			p.encBuf = buf
+		}
+		t := time.Now()
+		pos, err := p.jr.Append(recs...)
+		p.mJournal.Observe(time.Since(t).Seconds())
+		if err != nil {
+			p.queued.Add(-int64(n))
+			p.mEvents.WithLabelValues("failed").Add(float64(n))
+			p.log.Error("Cannot journal events", "events", n, "error", err)
+			for _, r := range data {
+				r.done <- errNotStored
+			}
+		} else {
+			p.unapplied.Add(int64(n))
+			g.batches, g.n, g.pos = make([][]peba.Event, len(data)), n, pos
+			for i, r := range data {
+				g.batches[i] = r.events
+				r.done <- nil
 			}
 		}
-		r.done <- outcome{res: out}
+	}
+	if g.n > 0 || len(g.flushed) > 0 {
+		p.applyq <- g
 	}
 }
 
-// Close stops accepting events, commits everything already queued and
-// returns when the last commit finished or ctx expires.
+// applyLoop is the single goroutine that applies journaled groups: it takes
+// all that are waiting (up to ApplyBatch events) into one store transaction,
+// then checkpoints the journal after them.
+func (p *Pipeline) applyLoop() {
+	defer close(p.done)
+	for g := range p.applyq {
+		gs := []*group{g}
+		n := g.n
+	fill:
+		for n < p.opt.ApplyBatch {
+			select {
+			case g2, ok := <-p.applyq:
+				if !ok {
+					break fill
+				}
+				gs = append(gs, g2)
+				n += g2.n
+			default:
+				break fill
+			}
+		}
+		var batches [][]peba.Event
+		var pos journal.Pos
+		var flushed []chan struct{}
+		for _, g := range gs {
+			if g.n > 0 {
+				batches = append(batches, g.batches...)
+				pos = g.pos
+			}
+			flushed = append(flushed, g.flushed...)
+		}
+		if n > 0 {
+			p.applyJournaled(batches, n, pos)
+		}
+		closeAll(flushed)
+	}
+}
+
+func (p *Pipeline) applyJournaled(batches [][]peba.Event, n int, pos journal.Pos) {
+	_, errs := p.apply(batches, n, true, true)
+	complete := true
+	for i, err := range errs {
+		switch {
+		case err == nil:
+		case peba.ErrorCode(err) == peba.EINVALID:
+			p.refused(batches[i], err)
+		default:
+			complete = false // Close gave up; the journal keeps it for Recover
+		}
+	}
+	p.unapplied.Add(-int64(n))
+	p.queued.Add(-int64(n))
+	if !complete {
+		return
+	}
+	if err := p.jr.Checkpoint(pos); err != nil {
+		// Harmless but for disk use: a later checkpoint covers it, and a
+		// replay of applied batches is de-duplicated.
+		p.log.Error("Cannot checkpoint journal", "error", err)
+	}
+}
+
+// refused reports an acknowledged batch the store refused as invalid. Submit
+// validates what every store accepts, so this is a bug; the batch is lost.
+func (p *Pipeline) refused(batch []peba.Event, err error) {
+	p.mEvents.WithLabelValues("refused").Add(float64(len(batch)))
+	p.log.Error("Acknowledged batch refused by the store; it is lost",
+		"events", len(batch), "submitter", batch[0].Submitter, "peer_ident", batch[0].PeerIdent,
+		"event_id", batch[0].ID, "error", err)
+}
+
+// apply stores batches in one transaction. If that fails, it retries each
+// batch on its own, so that one poisoned batch does not fail the others
+// that shared the transaction. With retry, a batch failing with anything
+// but EINVALID is retried with back-off until it is stored or Close gives
+// up. It returns the events inserted and one error per batch.
+func (p *Pipeline) apply(batches [][]peba.Event, n int, retry, publish bool) (int, []error) {
+	all := batches[0]
+	if len(batches) > 1 {
+		all = make([]peba.Event, 0, n)
+		for _, b := range batches {
+			all = append(all, b...)
+		}
+	}
+	errs := make([]error, len(batches))
+	inserted, err := p.appendOnce(all, publish)
+	if err == nil {
+		return inserted, errs
+	}
+	if len(batches) > 1 {
+		p.log.Warn("Group commit failed, retrying its batches one by one", "batches", len(batches), "events", n, "error", err)
+	}
+	for i, b := range batches {
+		if len(batches) > 1 {
+			var k int
+			k, err = p.appendOnce(b, publish)
+			inserted += k
+		}
+		for wait := 100 * time.Millisecond; err != nil && retry && peba.ErrorCode(err) != peba.EINVALID; wait = min(2*wait, 5*time.Second) {
+			p.log.Error("Cannot store journaled events, retrying", "events", len(b), "retry_in", wait, "error", err)
+			if !p.sleep(wait) {
+				break
+			}
+			var k int
+			k, err = p.appendOnce(b, publish)
+			inserted += k
+		}
+		errs[i] = err
+	}
+	return inserted, errs
+}
+
+// sleep waits for d and reports false if Close gave up meanwhile.
+func (p *Pipeline) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-p.abort:
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// appendOnce runs one store transaction and returns the events it inserted.
+func (p *Pipeline) appendOnce(events []peba.Event, publish bool) (int, error) {
+	start := time.Now()
+	// The commit must not be cut short by one client's cancelled request.
+	res, err := p.store.AppendEvents(context.Background(), events)
+	p.mCommit.Observe(time.Since(start).Seconds())
+	p.mGroup.Observe(float64(len(events)))
+	if err != nil {
+		p.mCommitErrs.Inc()
+		return 0, err
+	}
+	p.mEvents.WithLabelValues("inserted").Add(float64(len(res.Inserted)))
+	p.mEvents.WithLabelValues("duplicate").Add(float64(len(events) - len(res.Inserted)))
+	if publish && p.opt.OnCommit != nil && len(res.Inserted) > 0 {
+		p.opt.OnCommit(res.Inserted)
+	}
+	return len(res.Inserted), nil
+}
+
+func closeAll(chs []chan struct{}) {
+	for _, c := range chs {
+		close(c)
+	}
+}
+
+// Recover applies to the store every batch the journal holds after its
+// checkpoint (what a crash left unapplied), then checkpoints. Batches the
+// store has already are skipped by its de-duplication. The recovered events
+// are not passed to OnCommit: the live feed shows what arrives, and these
+// arrived before the restart. Call it before the first Submit; without a
+// journal it does nothing. An error (store down, journal corrupt) leaves the
+// journal as it was, for the next attempt.
+func (p *Pipeline) Recover(ctx context.Context) (Recovered, error) {
+	var rec Recovered
+	if p.jr == nil {
+		return rec, nil
+	}
+	var batches [][]peba.Event
+	n := 0
+	flush := func() error {
+		if n == 0 {
+			return nil
+		}
+		inserted, errs := p.apply(batches, n, false, false)
+		rec.Inserted += inserted
+		for i, err := range errs {
+			if peba.ErrorCode(err) == peba.EINVALID {
+				p.refused(batches[i], err)
+			} else if err != nil {
+				return err
+			}
+		}
+		batches, n = nil, 0
+		return nil
+	}
+	err := p.jr.Replay(func(payload []byte) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		evs, err := decodeEvents(payload)
+		if err != nil {
+			return err
+		}
+		rec.Batches++
+		rec.Events += len(evs)
+		if len(evs) == 0 {
+			return nil
+		}
+		batches = append(batches, evs)
+		n += len(evs)
+		if n >= p.opt.ApplyBatch {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	if err == nil {
+		err = p.jr.Checkpoint(p.jr.End())
+	}
+	if err != nil {
+		return rec, fmt.Errorf("cannot recover journaled events: %w", err)
+	}
+	return rec, nil
+}
+
+// Flush returns when every event whose Submit returned before the call is
+// in the store (or was refused), or when ctx expires.
+func (p *Pipeline) Flush(ctx context.Context) error {
+	r := &request{flushed: make(chan struct{})}
+	p.mu.RLock()
+	if p.closed {
+		p.mu.RUnlock()
+		r.flushed = p.done // Close drains everything
+	} else {
+		p.queue <- r
+		p.mu.RUnlock()
+	}
+	select {
+	case <-r.flushed:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close stops accepting events, makes durable and answers everything
+// already queued, applies everything journaled, and returns when that is
+// done or ctx expires. After ctx expired, the applier stops retrying a
+// failing store; what it did not apply stays in the journal for Recover.
+// The caller closes the journal after Close.
 func (p *Pipeline) Close(ctx context.Context) error {
 	p.mu.Lock()
 	if !p.closed {
@@ -294,6 +627,7 @@ func (p *Pipeline) Close(ctx context.Context) error {
 	case <-p.done:
 		return nil
 	case <-ctx.Done():
+		p.abortOnce.Do(func() { close(p.abort) })
 		return ctx.Err()
 	}
 }

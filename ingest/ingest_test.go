@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/peba-go/peba"
 	"github.com/peba-go/peba/duckdb"
 	"github.com/peba-go/peba/ingest"
+	"github.com/peba-go/peba/journal"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -63,7 +66,7 @@ func TestConcurrentSubmitsShareCommitsAndAreAllStored(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			res, err := p.Submit(context.Background(), peba.DomainPrivate, events(fmt.Sprintf("s%02d", s), per))
-			if err != nil || res.Inserted != per || res.Duplicates != 0 {
+			if err != nil || res.Accepted != per {
 				t.Errorf("sender %d: %+v %v", s, res, err)
 			}
 		}()
@@ -102,17 +105,56 @@ func histogramCount(t *testing.T, reg *prometheus.Registry, name string) uint64 
 }
 
 func TestResubmitIsDeduplicated(t *testing.T) {
-	p := ingest.New(openStore(t), nil, nil, ingest.Options{})
+	st := openStore(t)
+	reg := prometheus.NewRegistry()
+	p := ingest.New(st, nil, nil, ingest.Options{Journal: openJournal(t, t.TempDir()), Registerer: reg})
 	defer p.Close(context.Background())
 	ev := events("a", 20)
-	if res, err := p.Submit(context.Background(), peba.DomainCommunity, ev); err != nil || res.Inserted != 20 {
+	if res, err := p.Submit(context.Background(), peba.DomainCommunity, ev); err != nil || res.Accepted != 20 {
 		t.Fatalf("first: %+v %v", res, err)
 	}
 	again := events("a", 25) // 20 resent + 5 new
-	res, err := p.Submit(context.Background(), peba.DomainCommunity, again)
-	if err != nil || res.Inserted != 5 || res.Duplicates != 20 {
+	if res, err := p.Submit(context.Background(), peba.DomainCommunity, again); err != nil || res.Accepted != 25 {
 		t.Fatalf("resend: %+v %v", res, err)
 	}
+	if err := p.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, total, err := st.FindEvents(context.Background(), peba.EventFilter{}); err != nil || total != 25 {
+		t.Fatalf("stored %d, want 25 (%v)", total, err)
+	}
+	if ins, dup := counter(t, reg, "inserted"), counter(t, reg, "duplicate"); ins != 25 || dup != 20 {
+		t.Fatalf("inserted=%v duplicate=%v, want 25 and 20", ins, dup)
+	}
+}
+
+func counter(t *testing.T, reg *prometheus.Registry, result string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "peba_ingest_events_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if m.GetLabel()[0].GetValue() == result {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
+}
+
+func openJournal(t *testing.T, dir string) *journal.Journal {
+	t.Helper()
+	j, err := journal.Open(dir, journal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { j.Close() })
+	return j
 }
 
 func TestOverloadFailsFastAndRetryably(t *testing.T) {
@@ -122,7 +164,7 @@ func TestOverloadFailsFastAndRetryably(t *testing.T) {
 	if !errors.Is(err, ingest.ErrOverloaded) || peba.ErrorCode(err) != peba.EUNAVAILABLE {
 		t.Fatalf("err = %v, want ErrOverloaded", err)
 	}
-	if res, err := p.Submit(context.Background(), peba.DomainCommunity, events("x", 10)); err != nil || res.Inserted != 10 {
+	if res, err := p.Submit(context.Background(), peba.DomainCommunity, events("x", 10)); err != nil || res.Accepted != 10 {
 		t.Fatalf("within bound: %+v %v", res, err)
 	}
 }
@@ -136,7 +178,10 @@ func TestSubmitAfterCloseIsRefused(t *testing.T) {
 }
 
 // gatedStore holds the first commit until released, so that the requests
-// queued meanwhile are committed together in the next group.
+// queued meanwhile are committed together in the next group. It refuses,
+// as invalid, every transaction that holds an event with ID prefix
+// "poison" (Submit's validation keeps real invalid events out of the store,
+// so a refusal at apply time can only be simulated).
 type gatedStore struct {
 	*duckdb.Store
 	once    sync.Once
@@ -146,46 +191,204 @@ type gatedStore struct {
 
 func (g *gatedStore) AppendEvents(ctx context.Context, ev []peba.Event) (peba.AppendResult, error) {
 	g.once.Do(func() { close(g.entered); <-g.release })
+	for _, e := range ev {
+		if strings.HasPrefix(e.ID, "poison") {
+			return peba.AppendResult{}, peba.Errorf(peba.EINVALID, "poisoned")
+		}
+	}
 	return g.Store.AppendEvents(ctx, ev)
 }
 
 func TestPoisonedBatchDoesNotFailItsGroup(t *testing.T) {
-	g := &gatedStore{Store: openStore(t), entered: make(chan struct{}), release: make(chan struct{})}
-	p := ingest.New(g, nil, nil, ingest.Options{})
-	defer p.Close(context.Background())
-	first := make(chan error, 1)
-	go func() {
-		_, err := p.Submit(context.Background(), peba.DomainCommunity, events("first", 1))
-		first <- err
-	}()
-	<-g.entered
+	for _, withJournal := range []bool{false, true} {
+		t.Run(fmt.Sprintf("journal=%v", withJournal), func(t *testing.T) {
+			g := &gatedStore{Store: openStore(t), entered: make(chan struct{}), release: make(chan struct{})}
+			reg := prometheus.NewRegistry()
+			opt := ingest.Options{Registerer: reg}
+			if withJournal {
+				opt.Journal = openJournal(t, t.TempDir())
+			}
+			p := ingest.New(g, nil, nil, opt)
+			defer p.Close(context.Background())
+			first := make(chan error, 1)
+			go func() {
+				_, err := p.Submit(context.Background(), peba.DomainCommunity, events("first", 1))
+				first <- err
+			}()
+			if !withJournal {
+				<-g.entered
+			}
+			results := make(chan error, 2)
+			go func() {
+				_, err := p.Submit(context.Background(), peba.DomainCommunity, events("good", 3))
+				results <- err
+			}()
+			go func() {
+				_, err := p.Submit(context.Background(), peba.DomainCommunity, events("poison", 3))
+				results <- err
+			}()
+			if withJournal {
+				<-g.entered
+			}
+			time.Sleep(100 * time.Millisecond) // let both queue behind the held commit
+			close(g.release)
+			if err := <-first; err != nil {
+				t.Fatal(err)
+			}
+			var ok, failed int
+			for range 2 {
+				if err := <-results; err != nil {
+					failed++
+				} else {
+					ok++
+				}
+			}
+			if err := p.Flush(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			// Without a journal the poisoned sender hears the refusal; with
+			// one it was acknowledged before, and the loss is counted.
+			wantOK, wantRefused := 1, 0.0
+			if withJournal {
+				wantOK, wantRefused = 2, 3
+			}
+			if ok != wantOK || failed != 2-wantOK {
+				t.Fatalf("ok=%d failed=%d, want %d ok", ok, failed, wantOK)
+			}
+			if got := counter(t, reg, "refused"); got != wantRefused {
+				t.Fatalf("refused = %v, want %v", got, wantRefused)
+			}
+			_, total, _ := g.FindEvents(context.Background(), peba.EventFilter{})
+			if total != 4 {
+				t.Fatalf("stored %d, want 4 (first + good; nothing of poison)", total)
+			}
+		})
+	}
+}
 
+func TestInvalidEventIsRefusedBeforeAcknowledgement(t *testing.T) {
+	st := openStore(t)
+	p := ingest.New(st, nil, nil, ingest.Options{Journal: openJournal(t, t.TempDir())})
+	defer p.Close(context.Background())
 	bad := events("bad", 3)
-	bad[1].Username = "\xff\xfe not UTF-8" // the store refuses the whole transaction
-	results := make(chan error, 2)
-	go func() {
-		_, err := p.Submit(context.Background(), peba.DomainCommunity, events("good", 3))
-		results <- err
+	bad[1].Username = "\xff\xfe not UTF-8"
+	if _, err := p.Submit(context.Background(), peba.DomainCommunity, bad); peba.ErrorCode(err) != peba.EINVALID {
+		t.Fatalf("err = %v, want EINVALID", err)
+	}
+	long := events("long", 1)
+	long[0].Fields = []peba.Attr{{Key: "k", Value: strings.Repeat("<", peba.MaxFieldLen/6)}} // 6x as JSON
+	if _, err := p.Submit(context.Background(), peba.DomainCommunity, long); peba.ErrorCode(err) != peba.EINVALID {
+		t.Fatalf("err = %v, want EINVALID for attributes too long as JSON", err)
+	}
+	p.Flush(context.Background())
+	if _, total, _ := st.FindEvents(context.Background(), peba.EventFilter{}); total != 0 {
+		t.Fatalf("stored %d events of refused batches", total)
+	}
+}
+
+// stuckStore never applies anything: the pipeline over it acknowledges from
+// the journal and then "crashes" with everything unapplied.
+type stuckStore struct{ peba.Store }
+
+func (stuckStore) AppendEvents(context.Context, []peba.Event) (peba.AppendResult, error) {
+	return peba.AppendResult{}, errors.New("store is stuck")
+}
+
+func TestAcknowledgedEventsSurviveACrashBeforeApply(t *testing.T) {
+	jdir := t.TempDir()
+	crashed := ingest.New(stuckStore{}, fixedGeo{}, nil, ingest.Options{Journal: openJournal(t, jdir)})
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+		defer cancel()
+		crashed.Close(ctx) // gives up: the store never recovers
 	}()
-	go func() { _, err := p.Submit(context.Background(), peba.DomainCommunity, bad); results <- err }()
-	time.Sleep(100 * time.Millisecond) // let both queue behind the held commit
-	close(g.release)
-	if err := <-first; err != nil {
+	const senders, per = 8, 30
+	var wg sync.WaitGroup
+	for s := range senders {
+		wg.Go(func() {
+			if _, err := crashed.Submit(context.Background(), peba.DomainPrivate, events(fmt.Sprintf("c%d", s), per)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	// The crash: the journal directory as it is now, nothing applied.
+	copied := t.TempDir()
+	ents, _ := os.ReadDir(jdir)
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(jdir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(copied, e.Name()), b, 0o640)
+	}
+
+	st := openStore(t)
+	var published int
+	p := ingest.New(st, nil, nil, ingest.Options{Journal: openJournal(t, copied), OnCommit: func(e []peba.Event) { published += len(e) }})
+	rec, err := p.Recover(context.Background())
+	if err != nil {
 		t.Fatal(err)
 	}
-	var ok, failed int
-	for range 2 {
-		if err := <-results; err != nil {
-			failed++
-		} else {
-			ok++
+	if rec.Batches != senders || rec.Events != senders*per || rec.Inserted != senders*per {
+		t.Fatalf("recovered %+v, want %d batches, %d events, all inserted", rec, senders, senders*per)
+	}
+	if published != 0 {
+		t.Fatalf("recovered events were published to the live feed: %d", published)
+	}
+	got, total, err := st.FindEvents(context.Background(), peba.EventFilter{ID: "c3-0007"})
+	if err != nil || total != 1 {
+		t.Fatalf("event c3-0007: %d found (%v)", total, err)
+	}
+	if e := got[0]; e.Domain != peba.DomainPrivate || e.Src.Country != "SE" || e.SrcPort != 40007 {
+		t.Fatalf("recovered event lost its enrichment: %+v", e)
+	}
+	if _, total, _ := st.FindEvents(context.Background(), peba.EventFilter{}); total != senders*per {
+		t.Fatalf("stored %d, want %d", total, senders*per)
+	}
+	// Recovery checkpointed: nothing to replay a second time.
+	if again, err := p.Recover(context.Background()); err != nil || again.Batches != 0 {
+		t.Fatalf("second recovery: %+v %v", again, err)
+	}
+	if err := p.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestJournaledEventsAreAppliedPublishedAndCheckpointed(t *testing.T) {
+	st := openStore(t)
+	jdir := t.TempDir()
+	j := openJournal(t, jdir)
+	reg := prometheus.NewRegistry()
+	var mu sync.Mutex
+	published := map[string]bool{}
+	p := ingest.New(st, nil, nil, ingest.Options{Journal: j, Registerer: reg, OnCommit: func(ev []peba.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range ev {
+			published[e.ID] = true
 		}
+	}})
+	var wg sync.WaitGroup
+	for s := range 16 {
+		wg.Go(func() {
+			if _, err := p.Submit(context.Background(), peba.DomainCommunity, events(fmt.Sprintf("j%02d", s), 50)); err != nil {
+				t.Error(err)
+			}
+		})
 	}
-	if ok != 1 || failed != 1 {
-		t.Fatalf("ok=%d failed=%d, want 1 and 1", ok, failed)
+	wg.Wait()
+	if err := p.Close(context.Background()); err != nil {
+		t.Fatal(err)
 	}
-	_, total, _ := g.FindEvents(context.Background(), peba.EventFilter{})
-	if total != 4 {
-		t.Fatalf("stored %d, want 4 (first + good; nothing of bad)", total)
+	if _, total, _ := st.FindEvents(context.Background(), peba.EventFilter{}); total != 800 {
+		t.Fatalf("stored %d, want 800", total)
+	}
+	if len(published) != 800 {
+		t.Fatalf("published %d, want 800", len(published))
+	}
+	var left int
+	if err := j.Replay(func([]byte) error { left++; return nil }); err != nil || left != 0 {
+		t.Fatalf("%d records left after Close (%v), want all checkpointed", left, err)
 	}
 }

@@ -22,11 +22,14 @@ import (
 	"github.com/peba-go/peba/duckdb"
 	"github.com/peba-go/peba/ews"
 	"github.com/peba-go/peba/geoip"
+	"github.com/peba-go/peba/hpfeeds"
 	"github.com/peba-go/peba/http/httpserver"
 	"github.com/peba-go/peba/http/livefeed"
 	"github.com/peba-go/peba/http/pebaapi"
+	"github.com/peba-go/peba/http/seckcapi"
 	"github.com/peba-go/peba/hub"
 	"github.com/peba-go/peba/ingest"
+	"github.com/peba-go/peba/journal"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -99,10 +102,24 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	// Every newly stored event is published once to the live feed.
 	feedHub := hub.New(hub.Options{Registerer: reg})
 	defer feedHub.Close()
+	// Ingest acknowledges after an fsynced journal append and applies to the
+	// store behind it; what a crash left unapplied is applied before we
+	// listen (deferred Close runs after pipe.Close, before the store's).
+	jr, err := journal.Open(filepath.Join(cfg.DataDir, "journal"), journal.Options{})
+	if err != nil {
+		return err
+	}
+	defer jr.Close()
 	pipe := ingest.New(store, geo, blobs, ingest.Options{
-		QueueEvents: cfg.QueueEvents, MaxBatch: cfg.CommitMaxBatch, Registerer: reg, Logger: log,
-		OnCommit: feedHub.Publish,
+		QueueEvents: cfg.QueueEvents, MaxBatch: cfg.CommitMaxBatch, ApplyBatch: cfg.CommitMaxBatch, Registerer: reg, Logger: log,
+		OnCommit: feedHub.Publish, Journal: jr,
 	})
+	t = time.Now()
+	rec, err := pipe.Recover(ctx)
+	if err != nil {
+		return err
+	}
+	log.Info("Journal recovered", "batches", rec.Batches, "events", rec.Events, "inserted", rec.Inserted, "duration", time.Since(t))
 	var respCache cache.Cache
 	switch {
 	case !cfg.ResponseCache:
@@ -135,6 +152,18 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	defer feed.Close()
 	feed.Register(srv.Mux)
 
+	// The hpfeeds client is built here so /feeds/status can report its
+	// state; it starts below with the other background work.
+	var hp *hpfeeds.Client
+	var hpState func() []hpfeeds.BrokerState
+	if cfg.HpfeedsHost != "" {
+		hp = newHpfeeds(cfg, pipe, log, reg)
+		hpState = hp.State
+	}
+	seckcapi.New(seckcapi.Options{
+		Auth: authn, Stats: store, Events: store, Geo: geo, Hub: feedHub, Hpfeeds: hpState, Logger: log,
+	}).Register(srv.Mux)
+
 	ln, err := net.Listen("tcp", cfg.BindHost)
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w", cfg.BindHost, err)
@@ -156,8 +185,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		}()
 	}
 
-	if cfg.HpfeedsHost != "" {
-		hp := newHpfeeds(cfg, pipe, log, reg)
+	if hp != nil {
 		go func() {
 			if err := hp.Run(bg); err != nil {
 				log.Error("hpfeeds client stopped", "error", err)

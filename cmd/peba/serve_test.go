@@ -281,7 +281,7 @@ func TestIngestAnswers(t *testing.T) {
 	}
 	b, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, m := range []string{`peba_ews_posts_total{result="ok"} 1`, `peba_ews_posts_total{result="unauthorized"} 2`, "peba_ingest_commit_seconds_bucket", `peba_ews_alerts_total{result="inserted"} 4`} {
+	for _, m := range []string{`peba_ews_posts_total{result="ok"} 1`, `peba_ews_posts_total{result="unauthorized"} 2`, "peba_ingest_commit_seconds_bucket", `peba_ews_alerts_total{result="accepted"} 4`} {
 		if !strings.Contains(string(b), m) {
 			t.Errorf("/metrics lacks %q", m)
 		}

@@ -73,7 +73,7 @@ func New(cfg Config, authn Authenticator, sub Submitter, store Pinger, stats peb
 			Name: "peba_ews_posts_total", Help: "EWS POSTs by result (ok, bad_request, too_large, unauthorized, unavailable, method).",
 		}, []string{"result"}),
 		mAlerts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "peba_ews_alerts_total", Help: "Alerts in accepted EWS POSTs by result (inserted, duplicate, skipped).",
+			Name: "peba_ews_alerts_total", Help: "Alerts in accepted EWS POSTs by result (accepted: journaled for storage; skipped: can never be stored).",
 		}, []string{"result"}),
 		mBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "peba_ews_batch_alerts", Help: "Alerts per accepted EWS POST.",

@@ -77,12 +77,19 @@ func (a *API) handlePostSimpleMessage(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := a.ingest.Submit(r.Context(), p.Domain, batch.Events)
 	if err != nil {
+		if peba.ErrorCode(err) == peba.EINVALID {
+			// The store could never hold this batch: a resend cannot cure
+			// it, so do not invite one.
+			a.reject(w, r, http.StatusBadRequest, "bad_request", peba.ErrorMessage(err), batch.Username)
+			return
+		}
 		a.log.Warn("Batch not stored", "user", clip(batch.Username), "events", len(batch.Events), "error", err)
 		a.unavailable(w, r, peba.ErrorMessage(err), batch.Username)
 		return
 	}
-	a.mAlerts.WithLabelValues("inserted").Add(float64(res.Inserted))
-	a.mAlerts.WithLabelValues("duplicate").Add(float64(res.Duplicates))
+	// New vs. resent is known only when the store applies the batch, later:
+	// peba_ingest_events_total counts that.
+	a.mAlerts.WithLabelValues("accepted").Add(float64(res.Accepted))
 	a.mAlerts.WithLabelValues("skipped").Add(float64(len(batch.Skipped)))
 	a.mBatch.Observe(float64(len(batch.Events) + len(batch.Skipped)))
 	a.countPost("ok")

@@ -1,0 +1,97 @@
+package peba
+
+import (
+	"fmt"
+	"time"
+	"unicode/utf8"
+)
+
+// Bounds that every Store accepts. Decoders bound their inputs far more
+// tightly; these keep what ingest acknowledges within what a store can keep.
+const (
+	MaxEventIDLen = 256     // bytes
+	MaxFieldLen   = 1 << 20 // bytes per string field, and per []Attr as JSON
+)
+
+// ValidateEvent reports (as a plain error, for the caller to wrap) what a
+// store could not keep faithfully: an ID outside 1..MaxEventIDLen bytes, a
+// domain other than community or private, a string or attribute that is not
+// valid UTF-8 (DuckDB VARCHAR and PostgreSQL text refuse it), a field longer
+// than MaxFieldLen, an attribute list whose JSON form is longer than
+// MaxFieldLen, or a time outside the years 1..9999.
+//
+// Ingest calls it before acknowledging, so that a store never refuses an
+// acknowledged event (such a refusal cannot be cured by a resend); stores
+// call it again as a second line.
+func ValidateEvent(e *Event) error {
+	if e.ID == "" || len(e.ID) > MaxEventIDLen {
+		return fmt.Errorf("id must have 1 to %d bytes", MaxEventIDLen)
+	}
+	if e.Domain != DomainCommunity && e.Domain != DomainPrivate {
+		return fmt.Errorf("invalid domain %d", e.Domain)
+	}
+	for _, f := range eventStrings(e) {
+		if len(f) > MaxFieldLen {
+			return fmt.Errorf("field longer than %d bytes", MaxFieldLen)
+		}
+		if !utf8.ValidString(f) {
+			return fmt.Errorf("field is not valid UTF-8")
+		}
+	}
+	for _, as := range [][]Attr{e.AdditionalData, e.Fields, e.Requests} {
+		size := 2 // []
+		for _, a := range as {
+			if !utf8.ValidString(a.Key) || !utf8.ValidString(a.Value) {
+				return fmt.Errorf("attribute is not valid UTF-8")
+			}
+			size += len(`{"k":"","v":""},`) + jsonLen(a.Key) + jsonLen(a.Value)
+		}
+		if size > MaxFieldLen {
+			return fmt.Errorf("attributes longer than %d bytes", MaxFieldLen)
+		}
+	}
+	ts := []time.Time{e.ReceivedTime, e.CreateTime}
+	if p := e.Payload; p != nil {
+		ts = append(ts, p.FirstSeen, p.LastSeen)
+	}
+	for _, t := range ts {
+		if y := t.UTC().Year(); y < 1 || y > 9999 {
+			return fmt.Errorf("time %d is out of range", y)
+		}
+	}
+	return nil
+}
+
+// eventStrings returns every string field of e that a store keeps (not the
+// attribute lists).
+func eventStrings(e *Event) []string {
+	fs := []string{e.ID, e.Submitter, e.Origin, e.PeerIdent, e.PeerType, e.SensorUUID,
+		e.Hostname, e.ExternalIP, e.InternalIP, e.Transport, e.URL, e.VulnID, e.Username,
+		e.Password, e.Login, e.ClientVersion, e.SessionStart, e.SessionEnd, e.RawHTTP,
+		e.PayloadMD5, e.Src.Country, e.Src.CountryName, e.Src.ASN,
+		e.Dst.Country, e.Dst.CountryName, e.Dst.ASN}
+	if p := e.Payload; p != nil {
+		fs = append(fs, p.MD5, p.FuzzyHash, p.MIME, p.InitialIP)
+	}
+	return fs
+}
+
+// jsonLen bounds the length of s as an encoding/json string body: control
+// characters, <, >, & and U+2028/U+2029 may become 6-byte escapes.
+func jsonLen(s string) int {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			n += 2
+		case c < 0x20 || c == '<' || c == '>' || c == '&':
+			n += 6
+		case c == 0xe2 && i+2 < len(s) && s[i+1] == 0x80 && (s[i+2] == 0xa8 || s[i+2] == 0xa9):
+			n += 6
+			i += 2
+		default:
+			n++
+		}
+	}
+	return n
+}
