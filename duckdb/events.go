@@ -136,11 +136,11 @@ func (s *Store) AppendEvents(ctx context.Context, events []peba.Event) (peba.App
 	return res, nil
 }
 
-// maintainRollups is where pre-aggregated rollup tables (architecture.md,
-// "Storage") will be updated, in the append transaction and counting only
-// the inserted events. No rollups exist yet.
+// maintainRollups updates the pre-aggregated rollup tables (architecture.md,
+// "Storage"; rollups.go), in the append transaction and counting only the
+// inserted events.
 func (s *Store) maintainRollups(ctx context.Context, inserted []peba.Event) error {
-	return nil
+	return s.upsertRollups(ctx, inserted)
 }
 
 // storedIDs returns which candidate IDs are already in events.
@@ -480,11 +480,19 @@ func (s *Store) DeleteEventsBefore(ctx context.Context, t time.Time) (int64, err
 		return 0, err
 	}
 	defer s.mu.Unlock()
-	res, err := s.wconn.ExecContext(ctx, "DELETE FROM events WHERE received_time < ?", dbTime(t))
-	if err != nil {
-		return 0, fmt.Errorf("cannot delete events: %w", err)
-	}
-	n, err := res.RowsAffected()
+	var n int64
+	err := s.inTx(ctx, func() error {
+		// The rollups lose the deleted events in the same transaction.
+		if err := s.retractRollups(ctx, t); err != nil {
+			return err
+		}
+		res, err := s.wconn.ExecContext(ctx, "DELETE FROM events WHERE received_time < ?", dbTime(t))
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("cannot delete events: %w", err)
 	}
