@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -273,4 +274,66 @@ func TestMemcachedDown(t *testing.T) {
 	if reported.Load() == 0 {
 		t.Fatal("cache failure not reported")
 	}
+}
+
+// TestLoaderWarmsHotKeys: a key read in the last fifth of its TTL is
+// refreshed in the background, so a steadily read key never expires and
+// no reader waits for a fill; a key nobody reads is left to expire.
+func TestLoaderWarmsHotKeys(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var fills atomic.Int32
+		var failNext atomic.Bool
+		var errs []string
+		var mu sync.Mutex
+		l := NewLoader(NewMemory(1<<20, nil), func(op string, err error) {
+			mu.Lock()
+			errs = append(errs, op)
+			mu.Unlock()
+		})
+		fill := func(ctx context.Context) ([]byte, time.Duration, error) {
+			if failNext.Swap(false) {
+				return nil, 0, errors.New("store down")
+			}
+			n := fills.Add(1)
+			return []byte{byte(n)}, 10 * time.Second, nil
+		}
+		load := func(want byte) {
+			t.Helper()
+			v, err := l.Load(context.Background(), "k", fill)
+			if err != nil || len(v) != 1 || v[0] != want {
+				t.Fatalf("Load = %v, %v; want [%d]", v, err, want)
+			}
+		}
+		load(1)
+		time.Sleep(5 * time.Second)
+		load(1)
+		synctest.Wait()
+		if n := fills.Load(); n != 1 {
+			t.Fatalf("refreshed at half the TTL: %d fills", n)
+		}
+		time.Sleep(4 * time.Second) // 9 s: within the last 20%
+		load(1)                     // served at once, from the cache
+		synctest.Wait()
+		if n := fills.Load(); n != 2 {
+			t.Fatalf("no background refresh: %d fills", n)
+		}
+		time.Sleep(5 * time.Second) // 14 s: the first fill would have expired
+		load(2)
+		if n := fills.Load(); n != 2 {
+			t.Fatalf("a reader waited for a fill: %d fills", n)
+		}
+		// A failed refresh keeps serving the cached value and is reported.
+		time.Sleep(4 * time.Second) // 18 s of a fill made at 9 s
+		failNext.Store(true)
+		load(2)
+		synctest.Wait()
+		mu.Lock()
+		if len(errs) != 1 || errs[0] != "refresh" {
+			t.Fatalf("errors %v", errs)
+		}
+		mu.Unlock()
+		// Nobody reads it: it expires, and the next read fills it again.
+		time.Sleep(time.Minute)
+		load(3)
+	})
 }

@@ -11,11 +11,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
 	"os"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/peba-go/peba/http/clientip"
 )
 
 // Config is the validated configuration of `peba serve` and the other
@@ -57,6 +61,16 @@ type Config struct {
 	HpfeedsTLS      bool     // HPFEEDS_TLS
 	HpfeedsDomain   string   // HPFEEDS_DOMAIN: community or private
 
+	// Ingest abuse limits (issue 7), in alerts per second and burst; a
+	// rate of 0 turns a limit off.
+	RateAddress, RateAddressBurst int // RATELIMIT_ADDRESS, RATELIMIT_ADDRESS_BURST: per source address (IPv6 /64)
+	RateUser, RateUserBurst       int // RATELIMIT_USER, RATELIMIT_USER_BURST: per submitting user
+	RateSensor, RateSensorBurst   int // RATELIMIT_SENSOR, RATELIMIT_SENSOR_BURST: per user + sensor ident
+
+	BlockSensors   []string       // BLOCKSENSORS: usernames or sensor idents refused with 403
+	BlockAddresses []netip.Prefix // BLOCKADDRESSES: source CIDRs refused with 403
+	TrustedProxies []netip.Prefix // TRUSTEDPROXIES: peers whose X-Forwarded-For is believed
+
 	DebugAddr string // DEBUGADDR: if set, net/http/pprof listens here (keep it on loopback)
 
 	LogLevel  string // LOGLEVEL: debug, info, warn, error
@@ -86,6 +100,24 @@ func integer(min int, dst func(*Config) *int) func(*Config, string) error {
 		*dst(c) = n
 		return nil
 	}
+}
+
+func prefixes(dst func(*Config) *[]netip.Prefix) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		p, err := clientip.ParsePrefixes(v)
+		*dst(c) = p
+		return err
+	}
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 var options = []option{
@@ -132,8 +164,8 @@ var options = []option{
 	{"MAXALERTSPERPOST", "1000", "most alerts accepted in one EWS body (ewsposter sends <= 100)", false, integer(1, func(c *Config) *int { return &c.MaxAlertsPerPost })},
 	{"MAXPAYLOADBYTES", "10485760", "payloads larger than this are hashed but not kept", false, integer(0, func(c *Config) *int { return &c.MaxPayloadBytes })},
 	{"MAXFIELDBYTES", "65536", "longer text fields are truncated (and the truncation recorded)", false, integer(256, func(c *Config) *int { return &c.MaxFieldBytes })},
-	{"QUEUEEVENTS", "50000", "events accepted but not yet in the store before ingest answers 503 + Retry-After (bounds memory)", false, integer(1, func(c *Config) *int { return &c.QueueEvents })},
-	{"COMMITMAXEVENTS", "20000", "most events journaled in one group commit, and applied to the store in one transaction", false, integer(1, func(c *Config) *int { return &c.CommitMaxBatch })},
+	{"QUEUEEVENTS", "20000", "events accepted but not yet in the store before ingest answers 503 + Retry-After (bounds memory)", false, integer(1, func(c *Config) *int { return &c.QueueEvents })},
+	{"COMMITMAXEVENTS", "10000", "most events journaled in one group commit, and applied to the store in one transaction", false, integer(1, func(c *Config) *int { return &c.CommitMaxBatch })},
 	{"SHUTDOWNGRACE", "10s", "how long shutdown waits for in-flight requests and commits", false, func(c *Config, v string) error {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < 0 {
@@ -174,6 +206,18 @@ var options = []option{
 		c.HpfeedsDomain = v
 		return nil
 	}},
+	{"RATELIMIT_ADDRESS", "1000", "alerts per second accepted from one source address (IPv6: one /64); 0 = no limit", false, integer(0, func(c *Config) *int { return &c.RateAddress })},
+	{"RATELIMIT_ADDRESS_BURST", "10000", "alerts one source address may send at once before RATELIMIT_ADDRESS applies", false, integer(1, func(c *Config) *int { return &c.RateAddressBurst })},
+	{"RATELIMIT_USER", "0", "alerts per second accepted from one user (the community user is shared by every T-Pot); 0 = no limit", false, integer(0, func(c *Config) *int { return &c.RateUser })},
+	{"RATELIMIT_USER_BURST", "100000", "alerts one user may send at once before RATELIMIT_USER applies", false, integer(1, func(c *Config) *int { return &c.RateUserBurst })},
+	{"RATELIMIT_SENSOR", "500", "alerts per second accepted from one sensor (user + peerIdent); 0 = no limit", false, integer(0, func(c *Config) *int { return &c.RateSensor })},
+	{"RATELIMIT_SENSOR_BURST", "5000", "alerts one sensor may send at once before RATELIMIT_SENSOR applies", false, integer(1, func(c *Config) *int { return &c.RateSensorBurst })},
+	{"BLOCKSENSORS", "", "comma-separated usernames or sensor idents (peerIdent) whose batches are refused with 403", false, func(c *Config, v string) error {
+		c.BlockSensors = splitList(v)
+		return nil
+	}},
+	{"BLOCKADDRESSES", "", "comma-separated source CIDRs or addresses whose batches are refused with 403", false, prefixes(func(c *Config) *[]netip.Prefix { return &c.BlockAddresses })},
+	{"TRUSTEDPROXIES", "", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For names the client (empty: never trusted)", false, prefixes(func(c *Config) *[]netip.Prefix { return &c.TrustedProxies })},
 	{"DEBUGADDR", "", "if set, serve Go profiling (net/http/pprof) on this address, e.g. 127.0.0.1:6060", false, str(func(c *Config) *string { return &c.DebugAddr })},
 	{"LOGLEVEL", "info", "log level: debug, info, warn, error", false, func(c *Config, v string) error {
 		switch strings.ToLower(v) {
@@ -227,6 +271,7 @@ func Load(name string, args []string, getenv func(string) string, stderr io.Writ
 			// ELASTICSEARCH_HOST, MEMCACHE, ... that mean nothing here.
 		}
 	}
+	applyAliases(vals, getenv)
 	for _, o := range options {
 		if v, ok := lookupEnv(getenv, "PEBA_"+o.name); ok {
 			vals[o.name] = v
@@ -251,6 +296,49 @@ func Load(name string, args []string, getenv func(string) string, stderr io.Writ
 		return nil, nil, fmt.Errorf("invalid configuration:\n  %s", strings.Join(problems, "\n  "))
 	}
 	return c, fs, nil
+}
+
+// seckcAliases maps SecKC MHN Dashboard API environment names (seckc.md §1)
+// to options, so its env file works unchanged. They rank above the config
+// file and below PEBA_* variables and flags.
+var seckcAliases = []struct{ env, option string }{
+	{"HPFEEDS_HOST", "HPFEEDS_HOST"},
+	{"HPFEEDS_PORT", "HPFEEDS_PORT"},
+	{"HPFEEDS_USER", "HPFEEDS_IDENT"},
+	{"HPFEEDS_IDENT", "HPFEEDS_IDENT"},
+	{"HPFEEDS_SECRET", "HPFEEDS_SECRET"},
+	{"HPFEEDS_CHANNELS", "HPFEEDS_CHANNELS"}, // comma-separated, as SecKC splits it
+}
+
+// applyAliases overlays the SecKC names that are set in the environment.
+// HOST and PORT (SecKC's listen address, run.py) replace the host or the
+// port of BINDHOST; DEBUG=true selects LOGLEVEL=debug.
+func applyAliases(vals map[string]string, getenv func(string) string) {
+	if getenv == nil {
+		return
+	}
+	for _, a := range seckcAliases {
+		if v, ok := lookupEnv(getenv, a.env); ok {
+			vals[a.option] = v
+		}
+	}
+	host, port := getenv("HOST"), getenv("PORT")
+	if host != "" || port != "" {
+		h, p, err := net.SplitHostPort(vals["BINDHOST"])
+		if err != nil {
+			h, p = vals["BINDHOST"], ""
+		}
+		if host != "" {
+			h = host
+		}
+		if port != "" {
+			p = port
+		}
+		vals["BINDHOST"] = net.JoinHostPort(h, p)
+	}
+	if strings.EqualFold(getenv("DEBUG"), "true") {
+		vals["LOGLEVEL"] = "debug"
+	}
 }
 
 // parseInterspersed parses flags that may follow positional arguments

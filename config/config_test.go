@@ -86,3 +86,57 @@ func TestFlagsAfterPositionalArguments(t *testing.T) {
 		t.Errorf("token=%q datadir=%q args=%q", token, c.DataDir, fs.Args())
 	}
 }
+
+func TestSecKCAliases(t *testing.T) {
+	env := map[string]string{
+		"HOST": "0.0.0.0", "PORT": "5000", "DEBUG": "true",
+		"HPFEEDS_HOST": "broker.example", "HPFEEDS_PORT": "10001", "HPFEEDS_USER": "seckc",
+		"HPFEEDS_SECRET": "s3cret", "HPFEEDS_CHANNELS": "dionaea.connections, cowrie.sessions",
+	}
+	c, err := load(t, nil, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.BindHost != "0.0.0.0:5000" || c.LogLevel != "debug" || c.HpfeedsHost != "broker.example" || c.HpfeedsPort != 10001 ||
+		c.HpfeedsIdent != "seckc" || c.HpfeedsSecret != "s3cret" ||
+		strings.Join(c.HpfeedsChannels, "|") != "dionaea.connections|cowrie.sessions" {
+		t.Errorf("aliases not applied: %+v", c)
+	}
+	// PORT alone keeps the default host; the PEBA_* name wins over the alias,
+	// and a flag over both.
+	c, err = load(t, nil, map[string]string{"PORT": "5000"})
+	if err != nil || c.BindHost != "127.0.0.1:5000" {
+		t.Fatalf("PORT alone: %v %v", c.BindHost, err)
+	}
+	env["PEBA_BINDHOST"] = "127.0.0.2:1"
+	env["PEBA_HPFEEDS_IDENT"] = "peba-name"
+	c, err = load(t, []string{"-hpfeeds_port", "2"}, env)
+	if err != nil || c.BindHost != "127.0.0.2:1" || c.HpfeedsIdent != "peba-name" || c.HpfeedsPort != 2 {
+		t.Fatalf("precedence: %+v %v", c, err)
+	}
+	// Invalid alias values are reported under the option's name.
+	if _, err := load(t, nil, map[string]string{"HPFEEDS_PORT": "x"}); err == nil || !strings.Contains(err.Error(), "HPFEEDS_PORT") {
+		t.Errorf("bad alias value: %v", err)
+	}
+}
+
+func TestLimitsAndBlockLists(t *testing.T) {
+	c, err := load(t, nil, map[string]string{
+		"PEBA_BLOCKSENSORS": "mallory, bad-sensor", "PEBA_BLOCKADDRESSES": "192.0.2.0/24,2001:db8::1",
+		"PEBA_TRUSTEDPROXIES": "10.0.0.1", "PEBA_RATELIMIT_ADDRESS": "0",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(c.BlockSensors, "|") != "mallory|bad-sensor" || len(c.BlockAddresses) != 2 ||
+		c.BlockAddresses[1].String() != "2001:db8::1/128" || c.TrustedProxies[0].String() != "10.0.0.1/32" || c.RateAddress != 0 {
+		t.Errorf("%+v", c)
+	}
+	d, _ := load(t, nil, nil)
+	if len(d.TrustedProxies) != 0 || d.RateAddress == 0 || d.RateSensor == 0 {
+		t.Errorf("defaults: proxies %v, address limit %d, sensor limit %d", d.TrustedProxies, d.RateAddress, d.RateSensor)
+	}
+	if _, err := load(t, nil, map[string]string{"PEBA_TRUSTEDPROXIES": "everyone"}); err == nil {
+		t.Error("bad CIDR accepted")
+	}
+}

@@ -32,6 +32,9 @@ Usage:
   peba bench ingest [flags]            load generator: post ewsposter-shaped batches to a running service
   peba bench gen [flags]               write realistic synthetic events into a (stopped) data directory
   peba bench query [flags]             latency of every statistics endpoint of a running service
+  peba check URL [--user U --token T]  smoke test a running instance: post, read back, live feed
+  peba health [URL]                    exit 0 if URL (default http://127.0.0.1:9922/healthz) answers 200
+  peba geoip lookup IP | info          what the configured GeoIP databases say, and how old they are
   peba version                         print version, commit and build date
 
 Every subcommand accepts the configuration flags (peba serve -h lists them), PEBA_* environment
@@ -68,6 +71,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runExport(ctx, rest, getenv, stdout, stderr)
 	case "bench":
 		return runBench(ctx, rest, getenv, stdout, stderr)
+	case "check":
+		return runCheck(ctx, rest, getenv, stdout, stderr)
+	case "health":
+		return runHealth(ctx, rest, stdout)
+	case "geoip":
+		return runGeoIP(ctx, rest, getenv, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "peba %s (commit %s, built %s)\n", version, commit, buildDate)
 		return nil

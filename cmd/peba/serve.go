@@ -23,6 +23,7 @@ import (
 	"github.com/peba-go/peba/ews"
 	"github.com/peba-go/peba/geoip"
 	"github.com/peba-go/peba/hpfeeds"
+	"github.com/peba-go/peba/http/clientip"
 	"github.com/peba-go/peba/http/httpserver"
 	"github.com/peba-go/peba/http/livefeed"
 	"github.com/peba-go/peba/http/pebaapi"
@@ -30,6 +31,7 @@ import (
 	"github.com/peba-go/peba/hub"
 	"github.com/peba-go/peba/ingest"
 	"github.com/peba-go/peba/journal"
+	"github.com/peba-go/peba/ratelimit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -121,6 +123,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	log.Info("Journal recovered", "batches", rec.Batches, "events", rec.Events, "inserted", rec.Inserted, "duration", time.Since(t))
 	var respCache cache.Cache
+	var cacheHealth func() error
 	switch {
 	case !cfg.ResponseCache:
 		log.Info("Response cache disabled")
@@ -133,6 +136,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			log.Warn("Memcached not reachable; answers are computed until it is", "servers", cfg.Memcached, "error", err)
 		}
 		respCache = mc
+		cacheHealth = mc.Ping
 	default:
 		respCache = cache.NewMemory(64<<20, nil)
 	}
@@ -144,6 +148,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		CORSDomain:      cfg.CORSDomain,
 		DefaultResponse: cfg.DefaultResponse,
 		Cache:           respCache,
+		CacheHealth:     cacheHealth,
+		Limits:          ingestLimits(cfg),
 	}, authn, pipe, store, peba.Stats(store), log, reg)
 
 	srv := httpserver.New(cfg.BindHost, store, reg, log)
@@ -218,6 +224,26 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	stopBG()
 	return nil
+}
+
+// ingestLimits builds the ingest abuse limits from cfg (docs/deployment.md,
+// "Abuse limits"). Each limiter keeps at most 100,000 keys (a few MB).
+func ingestLimits(cfg *config.Config) pebaapi.Limits {
+	const maxKeys = 100_000
+	l := pebaapi.Limits{
+		PerAddress:       ratelimit.New(float64(cfg.RateAddress), cfg.RateAddressBurst, maxKeys, nil),
+		PerUser:          ratelimit.New(float64(cfg.RateUser), cfg.RateUserBurst, maxKeys, nil),
+		PerSensor:        ratelimit.New(float64(cfg.RateSensor), cfg.RateSensorBurst, maxKeys, nil),
+		BlockedAddresses: cfg.BlockAddresses,
+		ClientIP:         clientip.New(cfg.TrustedProxies),
+	}
+	if len(cfg.BlockSensors) > 0 {
+		l.Blocked = map[string]bool{}
+		for _, s := range cfg.BlockSensors {
+			l.Blocked[s] = true
+		}
+	}
+	return l
 }
 
 func logGeoStatus(log *slog.Logger, geo *geoip.DB) {

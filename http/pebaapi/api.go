@@ -33,6 +33,13 @@ type Config struct {
 	// Cache holds rendered statistics answers; nil disables the cache and
 	// its single-flight (every request queries the store).
 	Cache cache.Cache
+	// Limits are the ingest rate limits and block lists.
+	Limits Limits
+	// CacheHealth reports whether the shared response cache (memcached)
+	// answers, for /alert/heartbeat; nil when the cache is in-process or
+	// off, which cannot fail.
+	CacheHealth func() error
+
 	// Now is the clock of the statistics endpoints; time.Now if nil.
 	Now func() time.Time
 }
@@ -70,7 +77,7 @@ func New(cfg Config, authn Authenticator, sub Submitter, store Pinger, stats peb
 		rejectLog:  logutil.NewThrottled(log, 20, time.Minute),
 		retryAfter: 30,
 		mPosts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "peba_ews_posts_total", Help: "EWS POSTs by result (ok, bad_request, too_large, unauthorized, unavailable, method).",
+			Name: "peba_ews_posts_total", Help: "EWS POSTs by result (ok, bad_request, too_large, unauthorized, blocked, rate_limited, unavailable, method).",
 		}, []string{"result"}),
 		mAlerts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "peba_ews_alerts_total", Help: "Alerts in accepted EWS POSTs by result (accepted: journaled for storage; skipped: can never be stored).",
@@ -102,6 +109,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	h := func(pattern string, fn http.HandlerFunc) { mux.Handle(pattern, a.cors(fn)) }
 	h("/ews-0.1/alert/postSimpleMessage", a.handlePostSimpleMessage)
 	h("GET /heartbeat", a.handleHeartbeat)
+	h("GET /alert/heartbeat", a.handleAlertHeartbeat)
 	h("/{$}", a.handleRoot)
 
 	ips := a.handleRetrieveIPs(func(a *API) int { return a.cfg.BadIPTimespan })
@@ -179,4 +187,52 @@ func (a *API) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	io.WriteString(w, "I'm alive")
+}
+
+// Answers of /alert/heartbeat, early PEBA's vocabulary (issue 7; peba.md
+// B-35): "m" stood for memcached and "e" for Elasticsearch.
+const (
+	beatAll      = "me"       // store and shared cache healthy
+	beatCache    = "m"        // only the cache is healthy: the store is down
+	beatStore    = "e"        // only the store is healthy: memcached is down
+	beatFlatline = "flatline" // nothing healthy
+)
+
+// handleAlertHeartbeat is GET /alert/heartbeat, the path PEBA's READMEs
+// document (its code only had /heartbeat). "e" maps to the store
+// (Elasticsearch's role) and "m" to the shared response cache (memcached;
+// an in-process cache, or none, cannot fail and counts as healthy). The
+// body is the state; the status is 200 only for "me", 503 otherwise, so a
+// plain HTTP monitor alarms on any degradation. Never cached.
+func (a *API) handleAlertHeartbeat(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	storeErr := a.store.Ping(ctx)
+	var cacheErr error
+	if a.cfg.CacheHealth != nil {
+		cacheErr = a.cfg.CacheHealth()
+	}
+	state := beatAll
+	switch {
+	case storeErr != nil && cacheErr != nil:
+		state = beatFlatline
+	case storeErr != nil:
+		state = beatCache
+	case cacheErr != nil:
+		state = beatStore
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if state != beatAll {
+		a.rejectLog.Warn(ctx, "Heartbeat: backend unavailable", "state", state, "store_error", errText(storeErr), "cache_error", errText(cacheErr))
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	io.WriteString(w, state)
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }

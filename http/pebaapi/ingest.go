@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 
 	"github.com/peba-go/peba"
 	"github.com/peba-go/peba/auth"
 	"github.com/peba-go/peba/ews"
+	"github.com/peba-go/peba/http/clientip"
 	"github.com/peba-go/peba/ingest"
 )
 
@@ -34,18 +36,31 @@ func (a *API) handlePostSimpleMessage(w http.ResponseWriter, r *http.Request) {
 		a.countPost("method")
 		return
 	}
+	lim := &a.cfg.Limits
+	src := rejectSource{addr: lim.ClientIP.Addr(r)}
+	addrKey := clientip.Key(src.addr)
+	if clientip.Contains(lim.BlockedAddresses, src.addr) {
+		a.reject(w, r, http.StatusForbidden, "blocked", "this source address is blocked", src)
+		return
+	}
+	// An address still in debt is refused before its body is read: a
+	// flooder costs no parsing.
+	if wait := lim.PerAddress.Wait(addrKey); wait > 0 {
+		a.tooMany(w, r, wait, "source address", src)
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.cfg.MaxBodyBytes))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			a.reject(w, r, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body exceeds %d bytes", a.cfg.MaxBodyBytes), "")
+			a.reject(w, r, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body exceeds %d bytes", a.cfg.MaxBodyBytes), src)
 			return
 		}
-		a.reject(w, r, http.StatusBadRequest, "bad_request", "cannot read body", "")
+		a.reject(w, r, http.StatusBadRequest, "bad_request", "cannot read body", src)
 		return
 	}
 	if len(body) == 0 {
-		a.reject(w, r, http.StatusBadRequest, "bad_request", "empty body: expected EWS XML", "")
+		a.reject(w, r, http.StatusBadRequest, "bad_request", "empty body: expected EWS XML", src)
 		return
 	}
 	batch, err := ews.Decode(body, a.decodeOpts)
@@ -54,25 +69,42 @@ func (a *API) handlePostSimpleMessage(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, ews.ErrTooManyAlerts) {
 			status = http.StatusRequestEntityTooLarge
 		}
-		a.reject(w, r, status, "bad_request", err.Error(), "")
+		a.reject(w, r, status, "bad_request", err.Error(), src)
 		return
 	}
+	src.user = batch.Username
+	if len(batch.Events) > 0 {
+		src.sensor = batch.Events[0].PeerIdent
+	}
 	if !batch.HasAuth {
-		a.reject(w, r, http.StatusForbidden, "unauthorized", "missing credentials: Authentication needs username and token", "")
+		a.reject(w, r, http.StatusForbidden, "unauthorized", "missing credentials: Authentication needs username and token", src)
 		return
 	}
 	p, err := a.auth.Authenticate(r.Context(), batch.Username, batch.Token)
 	if err != nil {
 		if peba.ErrorCode(err) == peba.EUNAUTHORIZED {
-			a.reject(w, r, http.StatusForbidden, "unauthorized", "invalid credentials", batch.Username)
+			a.reject(w, r, http.StatusForbidden, "unauthorized", "invalid credentials", src)
 			return
 		}
 		a.log.Error("Cannot authenticate sender", "user", clip(batch.Username), "error", err)
-		a.unavailable(w, r, "cannot check credentials, retry later", batch.Username)
+		a.unavailable(w, r, "cannot check credentials, retry later", src)
 		return
 	}
 	if p.User != nil && p.User.GetOnly {
-		a.reject(w, r, http.StatusForbidden, "unauthorized", "this user may read but not submit", batch.Username)
+		a.reject(w, r, http.StatusForbidden, "unauthorized", "this user may read but not submit", src)
+		return
+	}
+	if lim.Blocked[batch.Username] {
+		a.reject(w, r, http.StatusForbidden, "blocked", "this user is blocked", src)
+		return
+	}
+	if ident, ok := lim.blockedSensor(batch.Events); ok {
+		src.sensor = ident
+		a.reject(w, r, http.StatusForbidden, "blocked", "sensor "+clip(ident)+" is blocked", src)
+		return
+	}
+	if wait, what := lim.charge(addrKey, batch.Username, batch.Events); wait > 0 {
+		a.tooMany(w, r, wait, what, src)
 		return
 	}
 	res, err := a.ingest.Submit(r.Context(), p.Domain, batch.Events)
@@ -80,11 +112,11 @@ func (a *API) handlePostSimpleMessage(w http.ResponseWriter, r *http.Request) {
 		if peba.ErrorCode(err) == peba.EINVALID {
 			// The store could never hold this batch: a resend cannot cure
 			// it, so do not invite one.
-			a.reject(w, r, http.StatusBadRequest, "bad_request", peba.ErrorMessage(err), batch.Username)
+			a.reject(w, r, http.StatusBadRequest, "bad_request", peba.ErrorMessage(err), src)
 			return
 		}
 		a.log.Warn("Batch not stored", "user", clip(batch.Username), "events", len(batch.Events), "error", err)
-		a.unavailable(w, r, peba.ErrorMessage(err), batch.Username)
+		a.unavailable(w, r, peba.ErrorMessage(err), src)
 		return
 	}
 	// New vs. resent is known only when the store applies the batch, later:
@@ -113,15 +145,25 @@ func (a *API) handlePostSimpleMessage(w http.ResponseWriter, r *http.Request) {
 		len(batch.Skipped), len(batch.Skipped)+len(batch.Events), strings.Join(reasons, "; ")))
 }
 
-func (a *API) reject(w http.ResponseWriter, r *http.Request, status int, result, text, user string) {
+// rejectSource is who sent a rejected batch, for the log line: as much as
+// is known when it is rejected.
+type rejectSource struct {
+	addr         netip.Addr
+	user, sensor string
+}
+
+// reject answers a refused batch and logs which sensor and why, throttled
+// so that a flood cannot fill a disk (users.md §2 item 4).
+func (a *API) reject(w http.ResponseWriter, r *http.Request, status int, result, text string, src rejectSource) {
 	a.countPost(result)
-	a.rejectLog.Warn(r.Context(), "Batch rejected", "status", status, "reason", clip(text), "user", clip(user), "client_ip", r.RemoteAddr)
+	a.rejectLog.Warn(r.Context(), "Batch rejected", "status", status, "reason", clip(text),
+		"user", clip(src.user), "sensor_id", clip(src.sensor), "client_ip", src.addr.String())
 	writeResult(w, status, "Error", text)
 }
 
-func (a *API) unavailable(w http.ResponseWriter, r *http.Request, text, user string) {
+func (a *API) unavailable(w http.ResponseWriter, r *http.Request, text string, src rejectSource) {
 	w.Header().Set("Retry-After", strconv.Itoa(a.retryAfter))
-	a.reject(w, r, http.StatusServiceUnavailable, "unavailable", text, user)
+	a.reject(w, r, http.StatusServiceUnavailable, "unavailable", text, src)
 }
 
 func (a *API) countPost(result string) { a.mPosts.WithLabelValues(result).Inc() }

@@ -189,7 +189,7 @@ func TestAttackers(t *testing.T) {
 	}
 	for _, q := range []string{"hours_ago=abc", "hours_ago=0", "hours_ago=-1", "hours_ago=99999999999", "hours_ago=1.5", "limit=0", "limit=1001"} {
 		w := get(h, "/stats/attackers?"+q, "")
-		if w.Code != 400 || !strings.HasPrefix(w.Body.String(), `{"error":"`) {
+		if w.Code != 400 || !strings.HasPrefix(w.Body.String(), `{"code":400,"error":"`) {
 			t.Errorf("%s: %d %s", q, w.Code, w.Body.String())
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -272,6 +273,11 @@ func expect(t *testing.T, w *httptest.ResponseRecorder, status int, body string)
 	t.Helper()
 	if w.Code != status {
 		t.Errorf("status %d, want %d (body %s)", w.Code, status, w.Body.String())
+	}
+	if strings.HasPrefix(body, `{"error":`) {
+		// Error answers carry the documented envelope (seckc.md §2.4):
+		// the status as "code" and the service clock as "timestamp".
+		body = `{"code":` + strconv.Itoa(status) + "," + body[1:len(body)-1] + `,"timestamp":"` + apiNow.Format(time.RFC3339) + `"}`
 	}
 	if got := strings.TrimSuffix(w.Body.String(), "\n"); got != body {
 		t.Errorf("body:\n got %s\nwant %s", got, body)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"reflect"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -50,4 +51,23 @@ func FuzzASCIIJSON(f *testing.F) {
 			t.Fatalf("value changed: %v != %v", x, y)
 		}
 	})
+}
+
+// TestErrorEnvelope checks the documented error envelope field by field
+// (seckc.md §2.4): "error" stays for SecKC's clients, "code" repeats the
+// status, "timestamp" is RFC 3339 UTC.
+func TestErrorEnvelope(t *testing.T) {
+	h := newTestAPI(t, nil)
+	w := get(h, "/stats/attackers?hours_ago=x", "")
+	var env map[string]any
+	if err := json.Unmarshal(w.Body.Bytes(), &env); err != nil {
+		t.Fatalf("not JSON: %v: %s", err, w.Body)
+	}
+	if len(env) != 3 || env["code"] != float64(400) || env["error"] != "hours_ago must be an integer from 1 to 8784" {
+		t.Errorf("envelope %v", env)
+	}
+	ts, _ := env["timestamp"].(string)
+	if got, err := time.Parse(time.RFC3339, ts); err != nil || !got.Equal(apiNow) {
+		t.Errorf("timestamp %q: %v", ts, err)
+	}
 }

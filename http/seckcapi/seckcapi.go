@@ -258,9 +258,12 @@ func credentials(h string) (user, token string, ok bool) {
 	return user, token, ok && user != "" && token != ""
 }
 
-// writeError renders err as {"error": message}. Internal errors (store
-// failures) are logged and answered 503 with a generic message: the detail
-// stays in the log, and the client learns to retry.
+// writeError renders err as the envelope SecKC's README documents,
+// {"code": status, "error": message, "timestamp": RFC 3339 UTC} (seckc.md
+// §2.4: SecKC's code only ever wrote "error", so that key is kept for its
+// clients; the other two are added). Internal errors (store failures) are
+// logged and answered 503 with a generic message: the detail stays in the
+// log, and the client learns to retry.
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status := http.StatusServiceUnavailable
 	msg := errUnavailable.Message
@@ -283,9 +286,14 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		}
 		w.Header().Set("Retry-After", "30")
 	}
-	a.writeJSON(w, status, struct {
-		Error string `json:"error"`
-	}{msg})
+	a.writeJSON(w, status, errorEnvelope{Code: status, Error: msg, Timestamp: a.now().UTC().Format(time.RFC3339)})
+}
+
+// errorEnvelope is an error answer; fields in sorted order (jsonify sorts keys).
+type errorEnvelope struct {
+	Code      int    `json:"code"`
+	Error     string `json:"error"`
+	Timestamp string `json:"timestamp"`
 }
 
 // writeJSON writes v as Flask's jsonify does (seckc.md §2.1): compact,
@@ -301,7 +309,7 @@ func (a *API) writeJSON(w http.ResponseWriter, status int, v any) {
 		a.errLog.Warn(context.Background(), "SecKC API: cannot encode answer", "error", err)
 		status = http.StatusServiceUnavailable
 		buf.Reset()
-		buf.WriteString(`{"error":"` + errUnavailable.Message + `"}` + "\n")
+		buf.WriteString(`{"code":503,"error":"` + errUnavailable.Message + `"}` + "\n")
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
