@@ -1,6 +1,7 @@
 package pebaapi
 
 import (
+	"github.com/peba-go/peba"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -57,51 +58,9 @@ func monthsBefore(t time.Time, n int) time.Time {
 	return first.AddDate(0, 0, min(d, last)-1)
 }
 
-// isGlobal reports Python's ipaddress.ip_address(s).is_global for the
-// addresses PEBA's bad-IP lists and querySingleIP accept (peba.md §3.3,
-// B-45, Python 3.11 tables): not private, and not in 100.64.0.0/10.
-// Multicast counts as global.
-func isGlobal(ip netip.Addr) bool {
-	ip = ip.Unmap()
-	if !ip.IsValid() {
-		return false
-	}
-	for _, p := range privateNets {
-		if p.Contains(ip) {
-			return false
-		}
-	}
-	return !sharedNet.Contains(ip)
-}
-
-var sharedNet = netip.MustParsePrefix("100.64.0.0/10")
-
-// privateNets is Python 3.11's ipaddress "is_private" table (the same as
-// geoip's; adapters do not import each other).
-var privateNets = [...]netip.Prefix{
-	netip.MustParsePrefix("0.0.0.0/8"),
-	netip.MustParsePrefix("10.0.0.0/8"),
-	netip.MustParsePrefix("127.0.0.0/8"),
-	netip.MustParsePrefix("169.254.0.0/16"),
-	netip.MustParsePrefix("172.16.0.0/12"),
-	netip.MustParsePrefix("192.0.0.0/29"),
-	netip.MustParsePrefix("192.0.0.170/31"),
-	netip.MustParsePrefix("192.0.2.0/24"),
-	netip.MustParsePrefix("192.168.0.0/16"),
-	netip.MustParsePrefix("198.18.0.0/15"),
-	netip.MustParsePrefix("198.51.100.0/24"),
-	netip.MustParsePrefix("203.0.113.0/24"),
-	netip.MustParsePrefix("240.0.0.0/4"),
-	netip.MustParsePrefix("255.255.255.255/32"),
-	netip.MustParsePrefix("::1/128"),
-	netip.MustParsePrefix("::/128"),
-	netip.MustParsePrefix("100::/64"),
-	netip.MustParsePrefix("2001::/23"),
-	netip.MustParsePrefix("2001:db8::/32"),
-	netip.MustParsePrefix("2001:10::/28"),
-	netip.MustParsePrefix("fc00::/7"),
-	netip.MustParsePrefix("fe80::/10"),
-}
+// isGlobal is Python's ipaddress.ip_address(s).is_global for the addresses
+// PEBA's bad-IP lists and querySingleIP accept (peba.md §3.3, B-45).
+func isGlobal(ip netip.Addr) bool { return peba.IsGlobal(ip) }
 
 // pyUnquote is Python's urllib.parse.unquote: %XX sequences become bytes,
 // malformed ones stay as they are, and the bytes are read as UTF-8 with

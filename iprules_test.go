@@ -1,4 +1,4 @@
-package geoip
+package peba
 
 import (
 	"net/netip"
@@ -63,5 +63,25 @@ func TestIsPrivate(t *testing.T) {
 	}
 	if IsPrivate(netip.Addr{}) {
 		t.Error("invalid Addr reported private")
+	}
+}
+
+// The expectations are Python 3.11's ipaddress.ip_address(s).is_global.
+func TestIsGlobal(t *testing.T) {
+	for s, want := range map[string]bool{
+		"8.8.8.8":        true,
+		"224.0.0.1":      true, // multicast counts as global in Python
+		"100.64.0.1":     false,
+		"10.1.2.3":       false,
+		"::ffff:8.8.8.8": true,
+		"2001:db8::1":    false,
+		"2a00:1450::1":   true,
+	} {
+		if got := IsGlobal(netip.MustParseAddr(s)); got != want {
+			t.Errorf("IsGlobal(%s) = %v, want %v", s, got, want)
+		}
+	}
+	if IsGlobal(netip.Addr{}) {
+		t.Error("invalid address is global")
 	}
 }
