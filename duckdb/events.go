@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	duckdbdriver "github.com/duckdb/duckdb-go/v2"
 
@@ -19,8 +18,7 @@ import (
 // Bounds on what AppendEvents accepts. Decoders bound their inputs much more
 // tightly; these only keep a bug upstream from writing absurd rows.
 const (
-	maxIDLen    = 256
-	maxFieldLen = 1 << 20 // per string field, and per JSON-encoded []Attr
+	maxFieldLen = peba.MaxFieldLen // per JSON-encoded []Attr
 )
 
 // eventColumns is the column order of the events table, of rowValues and of
@@ -170,44 +168,9 @@ func (s *Store) storedIDs(ctx context.Context, events []peba.Event, candidates [
 	return stored, nil
 }
 
-// validateEvent rejects what the schema cannot store faithfully: DuckDB
-// VARCHAR must be valid UTF-8, and the domain is a boolean column.
-func validateEvent(e *peba.Event) error {
-	if e.ID == "" || len(e.ID) > maxIDLen {
-		return fmt.Errorf("id must have 1 to %d bytes", maxIDLen)
-	}
-	if e.Domain != peba.DomainCommunity && e.Domain != peba.DomainPrivate {
-		return fmt.Errorf("invalid domain %d", e.Domain)
-	}
-	for _, f := range eventStrings(e) {
-		if len(f) > maxFieldLen {
-			return fmt.Errorf("field longer than %d bytes", maxFieldLen)
-		}
-		if !utf8.ValidString(f) {
-			return fmt.Errorf("field is not valid UTF-8")
-		}
-	}
-	for _, as := range [][]peba.Attr{e.AdditionalData, e.Fields, e.Requests} {
-		for _, a := range as {
-			if !utf8.ValidString(a.Key) || !utf8.ValidString(a.Value) {
-				return fmt.Errorf("attribute is not valid UTF-8")
-			}
-		}
-	}
-	return nil
-}
-
-func eventStrings(e *peba.Event) []string {
-	fs := []string{e.ID, e.Submitter, e.Origin, e.PeerIdent, e.PeerType, e.SensorUUID,
-		e.Hostname, e.ExternalIP, e.InternalIP, e.Transport, e.URL, e.VulnID, e.Username,
-		e.Password, e.Login, e.ClientVersion, e.SessionStart, e.SessionEnd, e.RawHTTP,
-		e.PayloadMD5, e.Src.Country, e.Src.CountryName, e.Src.ASN,
-		e.Dst.Country, e.Dst.CountryName, e.Dst.ASN}
-	if p := e.Payload; p != nil {
-		fs = append(fs, p.MD5, p.FuzzyHash, p.MIME)
-	}
-	return fs
-}
+// validateEvent is the domain's check of what a store can keep faithfully
+// (DuckDB VARCHAR must be valid UTF-8; the domain is a boolean column).
+func validateEvent(e *peba.Event) error { return peba.ValidateEvent(e) }
 
 // rowValues returns the Appender row for e, in eventColumns order.
 func rowValues(e *peba.Event) ([]driver.Value, error) {
