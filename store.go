@@ -23,8 +23,9 @@ type Store interface {
 	// The call returns only after the transaction is durably committed.
 	AppendEvents(ctx context.Context, events []Event) (AppendResult, error)
 
-	// FindEvents returns the events matching f, newest receive time first,
-	// and the total count of matches ignoring Limit/Offset.
+	// FindEvents returns the events matching f, newest receive time first
+	// and then by ID ascending (byte order), and the total count of matches
+	// ignoring Limit, Offset and After (-1 if f.NoTotal).
 	FindEvents(ctx context.Context, f EventFilter) ([]Event, int64, error)
 
 	// ExportEvents calls fn for every stored event in receive-time order.
@@ -65,10 +66,26 @@ type EventFilter struct {
 	SrcIP     string
 	PeerIdent string
 	PeerType  string
-	Since     time.Time // ReceivedTime >= Since
-	Until     time.Time // ReceivedTime <  Until
-	Limit     int       // 0 = no limit
-	Offset    int
+	// Sensor matches events whose Hostname, SensorUUID or PeerIdent equals
+	// it (one search box for "which sensor").
+	Sensor string
+	Since  time.Time // ReceivedTime >= Since
+	Until  time.Time // ReceivedTime <  Until
+	Limit  int       // 0 = no limit
+	Offset int
+	// After continues a listing by keyset instead of Offset: only events
+	// after *After in FindEvents order (ReceivedTime before After's, or
+	// equal and ID greater). Deep pages cost no more than the first.
+	After *EventKey
+	// NoTotal skips counting the matches (FindEvents returns -1), which
+	// otherwise costs a second scan per page.
+	NoTotal bool
+}
+
+// EventKey is an event's position in FindEvents order, a paging cursor.
+type EventKey struct {
+	ReceivedTime time.Time
+	ID           string
 }
 
 // User is a registered user (PEBA's "users" index, §5.5). Registered users

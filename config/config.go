@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/peba-go/peba/http/clientip"
+	"github.com/peba-go/peba/http/dashboard"
 )
 
 // Config is the validated configuration of `peba serve` and the other
@@ -53,6 +54,12 @@ type Config struct {
 
 	DuckDBMemoryLimit string // DUCKDB_MEMORY_LIMIT
 
+	// PostgresDSN selects the multi-node mode: events, users and payloads
+	// live in this PostgreSQL database instead of DATADIR, shared by every
+	// node (docs/deployment.md, "Several nodes").
+	PostgresDSN      string // POSTGRES_DSN (secret: it may hold a password)
+	PostgresMaxConns int    // POSTGRES_MAXCONNS: connection pool size per node
+
 	HpfeedsHost     string   // HPFEEDS_HOST: broker to subscribe to ("" = no hpfeeds ingestion)
 	HpfeedsPort     int      // HPFEEDS_PORT
 	HpfeedsIdent    string   // HPFEEDS_IDENT (SecKC: HPFEEDS_USER)
@@ -72,6 +79,9 @@ type Config struct {
 	TrustedProxies []netip.Prefix // TRUSTEDPROXIES: peers whose X-Forwarded-For is believed
 
 	DebugAddr string // DEBUGADDR: if set, net/http/pprof listens here (keep it on loopback)
+
+	Dashboard     bool   // DASHBOARD: serve the built-in dashboard (docs/dashboard.md)
+	DashboardPath string // DASHBOARDPATH: where; "/" replaces PEBA's redirect of / to CORSDOMAIN
 
 	LogLevel  string // LOGLEVEL: debug, info, warn, error
 	LogFormat string // LOGFORMAT: text or json
@@ -175,6 +185,14 @@ var options = []option{
 		return nil
 	}},
 	{"DUCKDB_MEMORY_LIMIT", "", "DuckDB memory_limit (empty: the store default, 256MB)", false, str(func(c *Config) *string { return &c.DuckDBMemoryLimit })},
+	{"POSTGRES_DSN", "", "PostgreSQL database shared by several nodes (postgres://user:pass@host/db?sslmode=...); empty: embedded DuckDB in DATADIR", true, func(c *Config, v string) error {
+		c.PostgresDSN = v
+		if v != "" && !strings.HasPrefix(v, "postgres://") && !strings.HasPrefix(v, "postgresql://") && !strings.Contains(v, "=") {
+			return errors.New("must be a postgres:// URL or key=value connection string")
+		}
+		return nil
+	}},
+	{"POSTGRES_MAXCONNS", "8", "PostgreSQL connections per node (pool size; the live feed listener uses one more)", false, integer(2, func(c *Config) *int { return &c.PostgresMaxConns })},
 	{"HPFEEDS_HOST", "", "hpfeeds broker to subscribe to (empty: no hpfeeds ingestion)", false, str(func(c *Config) *string { return &c.HpfeedsHost })},
 	{"HPFEEDS_PORT", "10000", "hpfeeds broker port", false, integer(1, func(c *Config) *int { return &c.HpfeedsPort })},
 	{"HPFEEDS_IDENT", "", "hpfeeds ident", false, str(func(c *Config) *string { return &c.HpfeedsIdent })},
@@ -219,6 +237,31 @@ var options = []option{
 	{"BLOCKADDRESSES", "", "comma-separated source CIDRs or addresses whose batches are refused with 403", false, prefixes(func(c *Config) *[]netip.Prefix { return &c.BlockAddresses })},
 	{"TRUSTEDPROXIES", "", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For names the client (empty: never trusted)", false, prefixes(func(c *Config) *[]netip.Prefix { return &c.TrustedProxies })},
 	{"DEBUGADDR", "", "if set, serve Go profiling (net/http/pprof) on this address, e.g. 127.0.0.1:6060", false, str(func(c *Config) *string { return &c.DebugAddr })},
+	{"DASHBOARD", "on", "serve the built-in dashboard: on or off", false, func(c *Config, v string) error {
+		switch strings.ToLower(v) {
+		case "on", "true", "1", "yes":
+			c.Dashboard = true
+		case "off", "false", "0", "no":
+			c.Dashboard = false
+		default:
+			return errors.New("must be on or off")
+		}
+		return nil
+	}},
+	{"DASHBOARDPATH", "/", "path of the dashboard, e.g. /dashboard/ to keep PEBA's redirect of / to CORSDOMAIN", false, func(c *Config, v string) error {
+		if err := dashboard.ValidatePath(v); err != nil {
+			return err
+		}
+		// The first segment must not be one of the service's own routes.
+		first, _, _ := strings.Cut(strings.TrimPrefix(v, "/"), "/")
+		switch first {
+		case "alert", "ews-0.1", "api", "socket.io", "auth", "sensors", "stats", "geocode", "feeds",
+			"heartbeat", "healthz", "readyz", "metrics", "debug":
+			return fmt.Errorf("/%s/ is used by the service's API", first)
+		}
+		c.DashboardPath = v
+		return nil
+	}},
 	{"LOGLEVEL", "info", "log level: debug, info, warn, error", false, func(c *Config, v string) error {
 		switch strings.ToLower(v) {
 		case "debug", "info", "warn", "error":

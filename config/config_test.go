@@ -140,3 +140,25 @@ func TestLimitsAndBlockLists(t *testing.T) {
 		t.Error("bad CIDR accepted")
 	}
 }
+
+func TestDashboardOptions(t *testing.T) {
+	c, err := load(t, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Dashboard || c.DashboardPath != "/" {
+		t.Errorf("defaults: dashboard %v at %q, want on at /", c.Dashboard, c.DashboardPath)
+	}
+	c, err = load(t, []string{"-dashboard", "off", "-dashboardpath", "/ops/map/"}, nil)
+	if err != nil || c.Dashboard || c.DashboardPath != "/ops/map/" {
+		t.Errorf("got %+v, %v", c, err)
+	}
+	for _, bad := range []string{"dashboard", "/dashboard", "/alert/", "/api/map/", "/a b/", "/../"} {
+		if _, err := load(t, []string{"-dashboardpath", bad}, nil); err == nil || !strings.Contains(err.Error(), "DASHBOARDPATH") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+	if _, err := load(t, nil, map[string]string{"PEBA_DASHBOARD": "maybe"}); err == nil || !strings.Contains(err.Error(), "DASHBOARD=") {
+		t.Errorf("DASHBOARD=maybe: %v", err)
+	}
+}

@@ -26,7 +26,11 @@ import (
 //     UTF-8 fails the whole call with code peba.EINVALID;
 //   - FindPayload's FuzzyCount is the number of stored events whose payload
 //     has the same (known) fuzzy hash but another md5;
-//   - DeleteUser returns ErrNotFound for a missing user.
+//   - DeleteUser returns ErrNotFound for a missing user;
+//   - FindEvents orders equal receive times by ID (byte order); EventFilter
+//     After continues strictly after a key in that order (keyset paging,
+//     each event exactly once), NoTotal gives a total of -1, and Sensor
+//     matches the hostname, the sensor UUID or the peer ident.
 func Run(t *testing.T, open func(t testing.TB) peba.Store) {
 	tests := []struct {
 		name string
@@ -40,6 +44,7 @@ func Run(t *testing.T, open func(t testing.TB) peba.Store) {
 		{"PayloadMetadata", testPayloadMetadata},
 		{"Filters", testFilters},
 		{"ExportOrder", testExportOrder},
+		{"CursorPaging", testCursorPaging},
 		{"Retention", testRetention},
 		{"Users", testUsers},
 		{"ConcurrentAppends", testConcurrentAppends},
@@ -398,12 +403,67 @@ func testFilters(t *testing.T, s peba.Store) {
 		{"since until", peba.EventFilter{Since: m(3), Until: m(6)}, []string{"e5", "e4", "e3"}, 3},
 		{"limit offset", peba.EventFilter{Limit: 3, Offset: 2}, []string{"e7", "e6", "e5"}, 10},
 		{"offset past end", peba.EventFilter{Offset: 20}, nil, 10},
+		{"sensor by hostname", peba.EventFilter{Sensor: "sensor-e4"}, []string{"e4"}, 1},
+		{"sensor by peer ident", peba.EventFilter{Sensor: "glutton-01"}, []string{"e2", "e1", "e0"}, 3},
+		{"sensor by uuid", peba.EventFilter{Sensor: "6a5c3f0e-1111-2222-3333-444455556666", Limit: 1}, []string{"e9"}, 10},
+		{"sensor unknown", peba.EventFilter{Sensor: "nope"}, nil, 0},
+		// The total ignores the cursor, as it ignores Limit and Offset.
+		{"after", peba.EventFilter{After: &peba.EventKey{ReceivedTime: m(6), ID: "e6"}, Limit: 2}, []string{"e5", "e4"}, 10},
+		{"after with filter", peba.EventFilter{After: &peba.EventKey{ReceivedTime: m(2), ID: "e2"}, PeerType: "Network(glutton)"}, []string{"e1", "e0"}, 3},
+		{"no total", peba.EventFilter{NoTotal: true, Limit: 1}, []string{"e9"}, -1},
 	}
 	for _, c := range cases {
 		got, total := mustFind(t, s, c.f)
 		equalIDs(t, c.name, got, c.want...)
 		if total != c.total {
 			t.Errorf("%s: total = %d, want %d", c.name, total, c.total)
+		}
+	}
+}
+
+// testCursorPaging pages with EventFilter.After through events with many
+// ties on the receive time: every event comes exactly once, in FindEvents
+// order (receive time descending, then ID ascending).
+func testCursorPaging(t *testing.T, s peba.Store) {
+	var evs []peba.Event
+	for i := range 50 {
+		// Groups of 7 events share a receive time; IDs are not in time order.
+		e := event(fmt.Sprintf("k%02d", (i*37)%50), time.Duration(i/7)*time.Second)
+		if i%5 == 0 {
+			e.Domain = peba.DomainPrivate
+		}
+		evs = append(evs, e)
+	}
+	mustAppend(t, s, evs[20:]...)
+	mustAppend(t, s, evs[:20]...)
+	for _, f := range []peba.EventFilter{{}, {Domains: []peba.Domain{peba.DomainCommunity}}} {
+		all, total := mustFind(t, s, f)
+		for i := 1; i < len(all); i++ {
+			a, b := all[i-1], all[i]
+			if a.ReceivedTime.Before(b.ReceivedTime) || (a.ReceivedTime.Equal(b.ReceivedTime) && a.ID >= b.ID) {
+				t.Fatalf("FindEvents order broken at %d: %s %v before %s %v", i, a.ID, a.ReceivedTime, b.ID, b.ReceivedTime)
+			}
+		}
+		var paged []peba.Event
+		page := f
+		page.Limit, page.NoTotal = 4, true
+		for n := 0; ; n++ {
+			if n > len(all) {
+				t.Fatal("paging does not end")
+			}
+			got, tot := mustFind(t, s, page)
+			if tot != -1 {
+				t.Errorf("NoTotal: total = %d, want -1", tot)
+			}
+			paged = append(paged, got...)
+			if len(got) < page.Limit {
+				break
+			}
+			last := got[len(got)-1]
+			page.After = &peba.EventKey{ReceivedTime: last.ReceivedTime, ID: last.ID}
+		}
+		if int64(len(paged)) != total || !reflect.DeepEqual(ids(paged), ids(all)) {
+			t.Errorf("domains %v: paged ids\n  %q\nwant (%d)\n  %q", f.Domains, ids(paged), total, ids(all))
 		}
 	}
 }

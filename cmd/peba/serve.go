@@ -24,6 +24,8 @@ import (
 	"github.com/peba-go/peba/geoip"
 	"github.com/peba-go/peba/hpfeeds"
 	"github.com/peba-go/peba/http/clientip"
+	"github.com/peba-go/peba/http/dashboard"
+	"github.com/peba-go/peba/http/exportapi"
 	"github.com/peba-go/peba/http/httpserver"
 	"github.com/peba-go/peba/http/livefeed"
 	"github.com/peba-go/peba/http/pebaapi"
@@ -31,6 +33,7 @@ import (
 	"github.com/peba-go/peba/hub"
 	"github.com/peba-go/peba/ingest"
 	"github.com/peba-go/peba/journal"
+	"github.com/peba-go/peba/postgres"
 	"github.com/peba-go/peba/ratelimit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -46,8 +49,21 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// openStore opens the embedded store in cfg.DataDir, creating the directory.
-func openStore(cfg *config.Config) (*duckdb.Store, error) {
+// storeEngine is what the subcommands need of a store; both engines
+// (duckdb, postgres) implement it.
+type storeEngine interface {
+	peba.Store
+	peba.Stats
+	peba.SourceLister
+}
+
+// openStore opens the store the configuration selects: the PostgreSQL
+// database of POSTGRES_DSN (multi-node mode, multinode.go), else the
+// embedded store in cfg.DataDir, creating the directory.
+func openStore(cfg *config.Config) (storeEngine, error) {
+	if cfg.PostgresDSN != "" {
+		return openPostgres(cfg)
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("cannot create data directory: %w", err)
 	}
@@ -84,11 +100,20 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		}
 		log.Info("Store closed", "duration", time.Since(t))
 	}()
-	log.Info("Store opened", "engine", "duckdb", "data_dir", cfg.DataDir, "duration", time.Since(t))
+	pg, multiNode := store.(*postgres.Store)
+	if multiNode {
+		log.Info("Store opened", "engine", "postgres", "duration", time.Since(t))
+	} else {
+		log.Info("Store opened", "engine", "duckdb", "data_dir", cfg.DataDir, "duration", time.Since(t))
+	}
 
-	blobs, err := blobstore.Open(filepath.Join(cfg.DataDir, "payloads"))
-	if err != nil {
-		return err
+	// Payload bytes: files in the data directory, or in multi-node mode the
+	// shared database (nodes keep no local state).
+	var blobs ingest.BlobWriter = pg
+	if !multiNode {
+		if blobs, err = blobstore.Open(filepath.Join(cfg.DataDir, "payloads")); err != nil {
+			return err
+		}
 	}
 	geo, err := geoip.Open(geoip.Config{CityPath: cfg.GeoIPCity, CountryPath: cfg.GeoIPCountry, ASNPath: cfg.GeoIPASN, ReloadInterval: time.Minute}, log)
 	if err != nil {
@@ -101,27 +126,38 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	authn := auth.New(auth.Credentials{User: cfg.CommunityUser, Token: cfg.CommunityToken}, store, auth.Options{})
-	// Every newly stored event is published once to the live feed.
+	// Every newly stored event is published once to the live feed: by
+	// ingest after each commit, or in multi-node mode by the live feed
+	// listener, which publishes every node's commits (this node's too).
 	feedHub := hub.New(hub.Options{Registerer: reg})
 	defer feedHub.Close()
+	onCommit := feedHub.Publish
 	// Ingest acknowledges after an fsynced journal append and applies to the
 	// store behind it; what a crash left unapplied is applied before we
 	// listen (deferred Close runs after pipe.Close, before the store's).
-	jr, err := journal.Open(filepath.Join(cfg.DataDir, "journal"), journal.Options{})
-	if err != nil {
-		return err
+	// Multi-node: no journal; the durable write is the PostgreSQL
+	// transaction, so a node can be replaced without losing anything.
+	var jr *journal.Journal
+	if multiNode {
+		onCommit = nil
+	} else {
+		if jr, err = journal.Open(filepath.Join(cfg.DataDir, "journal"), journal.Options{}); err != nil {
+			return err
+		}
+		defer jr.Close()
 	}
-	defer jr.Close()
 	pipe := ingest.New(store, geo, blobs, ingest.Options{
 		QueueEvents: cfg.QueueEvents, MaxBatch: cfg.CommitMaxBatch, ApplyBatch: cfg.CommitMaxBatch, Registerer: reg, Logger: log,
-		OnCommit: feedHub.Publish, Journal: jr,
+		OnCommit: onCommit, Journal: jr,
 	})
 	t = time.Now()
 	rec, err := pipe.Recover(ctx)
 	if err != nil {
 		return err
 	}
-	log.Info("Journal recovered", "batches", rec.Batches, "events", rec.Events, "inserted", rec.Inserted, "duration", time.Since(t))
+	if jr != nil {
+		log.Info("Journal recovered", "batches", rec.Batches, "events", rec.Events, "inserted", rec.Inserted, "duration", time.Since(t))
+	}
 	var respCache cache.Cache
 	var cacheHealth func() error
 	switch {
@@ -169,6 +205,21 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	seckcapi.New(seckcapi.Options{
 		Auth: authn, Stats: store, Events: store, Geo: geo, Hub: feedHub, Hpfeeds: hpState, Logger: log,
 	}).Register(srv.Mux)
+	// Blocklists, event search and export under /api/v1 (docs/api.md);
+	// windows reach back as far as the retention keeps events.
+	exportapi.New(exportapi.Options{
+		Auth: authn, Sources: store, Events: store, Logger: log, Cache: respCache,
+		MaxWindow: time.Duration(cfg.RetentionDays) * 24 * time.Hour,
+	}).Register(srv.Mux)
+	if cfg.Dashboard {
+		// At "/" the dashboard takes GET of / from PEBA's redirect
+		// (DASHBOARDPATH=/dashboard/ keeps the redirect).
+		dash, err := dashboard.New(dashboard.Options{Path: cfg.DashboardPath, GeoTypes: geoTypes(geo), Version: version, Logger: log})
+		if err != nil {
+			return err
+		}
+		dash.Register(srv.Mux)
+	}
 
 	ln, err := net.Listen("tcp", cfg.BindHost)
 	if err != nil {
@@ -178,8 +229,16 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()
-	go retentionLoop(bg, store, cfg.RetentionDays, log)
-	go checkpointLoop(bg, store, log)
+	if multiNode {
+		// The live feed listener must be following before this node
+		// commits anything (the HTTP server starts below).
+		if err := startMultiNode(ctx, bg, cfg, pg, feedHub, reg, log); err != nil {
+			return err
+		}
+	} else {
+		go retentionLoop(bg, store, cfg.RetentionDays, log)
+		go checkpointLoop(bg, store, log)
+	}
 
 	if cfg.DebugAddr != "" {
 		go func() {
@@ -246,6 +305,20 @@ func ingestLimits(cfg *config.Config) pebaapi.Limits {
 	return l
 }
 
+// geoTypes reports the database_type of each loaded GeoIP database, for
+// the dashboard's licence attribution (DB-IP Lite requires a link).
+func geoTypes(geo *geoip.DB) func() []string {
+	return func() []string {
+		var out []string
+		for _, st := range geo.Status() {
+			if st.Loaded {
+				out = append(out, st.Type)
+			}
+		}
+		return out
+	}
+}
+
 func logGeoStatus(log *slog.Logger, geo *geoip.DB) {
 	loaded := 0
 	for _, st := range geo.Status() {
@@ -271,12 +344,8 @@ func retentionLoop(ctx context.Context, store peba.Store, days int, log *slog.Lo
 	tick := time.NewTicker(time.Hour)
 	defer tick.Stop()
 	for {
-		cutoff := time.Now().UTC().AddDate(0, 0, -days)
-		n, err := store.DeleteEventsBefore(ctx, cutoff)
-		if err != nil && ctx.Err() == nil {
+		if err := retain(ctx, store, days, log); err != nil && ctx.Err() == nil {
 			log.Error("Retention failed", "error", err)
-		} else if n > 0 {
-			log.Info("Retention removed old events", "events", n, "before", cutoff.Format(time.RFC3339))
 		}
 		select {
 		case <-ctx.Done():
@@ -284,6 +353,19 @@ func retentionLoop(ctx context.Context, store peba.Store, days int, log *slog.Lo
 		case <-tick.C:
 		}
 	}
+}
+
+// retain deletes the events older than days (one retention round).
+func retain(ctx context.Context, store peba.Store, days int, log *slog.Logger) error {
+	cutoff := time.Now().UTC().AddDate(0, 0, -days)
+	n, err := store.DeleteEventsBefore(ctx, cutoff)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		log.Info("Retention removed old events", "events", n, "before", cutoff.Format(time.RFC3339))
+	}
+	return nil
 }
 
 // checkpointer is implemented by stores that benefit from explicit,

@@ -2,13 +2,13 @@ package pebaapi
 
 import (
 	"bytes"
-	"encoding/base64"
 	"errors"
 	"io"
 	"net/http"
 	"strings"
 
 	"github.com/peba-go/peba"
+	"github.com/peba-go/peba/auth"
 	"github.com/peba-go/peba/ews"
 )
 
@@ -54,30 +54,20 @@ func (a *API) authenticate(r *http.Request, body bool) (caller, error) {
 		}
 		return caller{}, err
 	}
-	return caller{registered: p.User != nil, private: p.User != nil && !p.User.CommunityOnly}, nil
+	return caller{registered: p.User != nil, private: p.MayReadPrivate()}, nil
 }
 
+// headerCredentials reads the Authorization header with the rule every
+// read API shares (auth.ParseAuthorization).
 func headerCredentials(h string) (user, token string, err error) {
-	if h == "" {
+	c, present, ok := auth.ParseAuthorization(h)
+	switch {
+	case !present:
 		return "", "", errNoCredentials
-	}
-	scheme, cred, _ := strings.Cut(h, " ")
-	switch strings.ToLower(scheme) {
-	case "bearer":
-	case "basic":
-		dec, derr := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
-		if derr != nil {
-			return "", "", errBadCredentials
-		}
-		cred = string(dec)
-	default:
+	case !ok:
 		return "", "", errBadCredentials
 	}
-	user, token, ok := strings.Cut(strings.TrimSpace(cred), ":")
-	if !ok || user == "" || token == "" {
-		return "", "", errBadCredentials
-	}
-	return user, token, nil
+	return c.User, c.Token, nil
 }
 
 // bodyCredentials reads PEBA's XML credentials with the ingest decoder's

@@ -293,10 +293,10 @@ func TestRecent(t *testing.T) {
 	// The newest two community events, sanitized: no sensor addresses,
 	// hostnames, UUIDs, credentials or domain (docs/livefeed.md).
 	expect(t, get(h, "/feeds/events/recent?limit=2", ""), 200, `{"authenticated":false,"count":2,"events":[`+
-		`{"cached_at":"2026-11-20 13:00:00 UTC","event":{"channel":"ews","createTime":"2026-11-20T08:01:45Z","dst_port":5555,"event_id":"c57334dd13bb8a1c74840aba3850fcbf",`+
+		`{"cached_at":"2026-11-20 13:00:00 UTC","event":{"channel":"ews","createTime":"2026-11-20T08:01:45Z","dst_country":"GB","dst_latitude":51.5142,"dst_longitude":-0.0931,"dst_port":5555,"event_id":"c57334dd13bb8a1c74840aba3850fcbf",`+
 		`"identifier":"adbhoney-community-01","peerIdent":"adbhoney-community-01","peerType":"Service(adbhoney)","protocol":"tcp","src_asn":"IANA","src_country":"PIR",`+
 		`"src_country_name":"IANA Private IP Range","src_ip":"2001:db8:85a3::8a2e:370:7334","src_port":40001,"timestamp":1795179600},"timestamp":1795179600},`+
-		`{"cached_at":"2026-11-20 14:00:00 UTC","event":{"channel":"hpfeeds","clientVersion":"SSH-2.0-Go","createTime":"2026-11-20T13:59:50Z","dst_port":22,`+
+		`{"cached_at":"2026-11-20 14:00:00 UTC","event":{"channel":"hpfeeds","clientVersion":"SSH-2.0-Go","createTime":"2026-11-20T13:59:50Z","dst_country":"US","dst_latitude":47.2513,"dst_longitude":-122.3149,"dst_port":22,`+
 		`"event_id":"593838ba936be01e6debb73f74926e2a","identifier":"4b7c1c1e-uuid","latitude":58.4167,"longitude":15.6167,"peerIdent":"4b7c1c1e-uuid",`+
 		`"peerType":"SSH/console(cowrie)","protocol":"tcp","src_country":"SE","src_country_name":"Sweden","src_ip":"89.160.20.112","src_port":51234,`+
 		`"timestamp":1795183200.25},"timestamp":1795183200.25}],"server_time":1795183500}`)

@@ -1,0 +1,61 @@
+#!/bin/bash
+# Ingest throughput through one or three peba nodes on PostgreSQL, or one
+# DuckDB node, as in docs/performance.md ("Multi-node").
+#
+#   go build -o /tmp/peba ./cmd/peba
+#   scripts/bench-multinode.sh pg1|pg3|duck [DURATION]
+#
+# PEBA_BIN (default /tmp/peba) is the binary; PGURL (default
+# postgres://postgres@127.0.0.1:5432) the server, on which database
+# peba_bench is dropped and recreated. Nodes listen on 127.0.0.1:19101-19103,
+# rate limits off. pg3 runs three `bench ingest` processes (3 + 3 + 2
+# clients, one per node) and sums their alerts/s; the others run 8 clients.
+# At the end it prints count(*) and count(DISTINCT id) of the stored events.
+set -u
+MODE=$1
+DUR=${2:-20s}
+BIN=${PEBA_BIN:-/tmp/peba}
+PGURL=${PGURL:-postgres://postgres@127.0.0.1:5432}
+DSN="$PGURL/peba_bench?sslmode=disable"
+TMP=$(mktemp -d)
+PIDS=()
+start() { # addr, extra flags
+	local addr=$1
+	shift
+	"$BIN" serve -bindhost "$addr" -loglevel warn -ratelimit_address 0 -ratelimit_sensor 0 -datadir "$TMP/data" "$@" 2>>"$TMP/serve.log" &
+	PIDS+=($!)
+}
+if [ "$MODE" = duck ]; then
+	start 127.0.0.1:19101
+else
+	psql "$PGURL/postgres" -qc "DROP DATABASE IF EXISTS peba_bench WITH (FORCE)" -c "CREATE DATABASE peba_bench"
+	start 127.0.0.1:19101 -postgres_dsn "$DSN"
+	if [ "$MODE" = pg3 ]; then
+		sleep 2 # the first node creates the schema
+		start 127.0.0.1:19102 -postgres_dsn "$DSN"
+		start 127.0.0.1:19103 -postgres_dsn "$DSN"
+	fi
+fi
+sleep 3
+uptime
+if [ "$MODE" = pg3 ]; then
+	B=()
+	for i in 1 2 3; do
+		c=3
+		[ $i = 3 ] && c=2
+		"$BIN" bench ingest -url "http://127.0.0.1:1910$i/ews-0.1/alert/postSimpleMessage" -duration "$DUR" -clients $c -seed $i >"$TMP/bench-$i.out" &
+		B+=($!)
+	done
+	wait "${B[@]}"
+	cat "$TMP"/bench-{1,2,3}.out
+	awk -F'[ =]' '/alerts\/s=/{for(i=1;i<=NF;i++) if($i=="alerts/s") s+=$(i+1)} END{print "TOTAL alerts/s=" s}' "$TMP"/bench-{1,2,3}.out
+else
+	"$BIN" bench ingest -url http://127.0.0.1:19101/ews-0.1/alert/postSimpleMessage -duration "$DUR" -clients 8
+fi
+uptime
+kill -TERM "${PIDS[@]}"
+wait "${PIDS[@]}"
+if [ "$MODE" != duck ]; then
+	psql "$DSN" -Atc "SELECT count(*), count(DISTINCT id) FROM events"
+fi
+rm -rf "$TMP"
