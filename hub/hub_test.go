@@ -231,3 +231,153 @@ func metric(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Fatalf("metric %s not registered", name)
 	return 0
 }
+
+// taken returns the IDs of everything pending on a batch subscriber, and
+// the number of batches they came in.
+func taken(t *testing.T, s *hub.Sub) (ids []string, batches int) {
+	t.Helper()
+	bs, _ := s.Take(nil)
+	for _, b := range bs {
+		for _, e := range b.Events {
+			ids = append(ids, e.ID)
+		}
+	}
+	return ids, len(bs)
+}
+
+func TestBatchesReplayOrderAndFilter(t *testing.T) {
+	h := hub.New(hub.Options{ReplaySize: 3})
+	for i := range 3 {
+		h.Publish([]peba.Event{ev(fmt.Sprint("c", i), peba.DomainCommunity), ev(fmt.Sprint("p", i), peba.DomainPrivate)})
+	}
+	// The ring holds p1 c2 p2.
+	a, e, none := h.SubscribeBatches(anon), h.SubscribeBatches(entitled), h.SubscribeBatches(hub.Filter{})
+	defer a.Close()
+	defer e.Close()
+	defer none.Close()
+	select {
+	case <-a.Ready():
+	default:
+		t.Fatal("replay not signaled")
+	}
+	got, n := taken(t, a)
+	eq(t, got, "c2")
+	got, _ = taken(t, e)
+	eq(t, got, "p1", "c2", "p2")
+	if n != 1 {
+		t.Fatalf("replay came in %d batches, want 1", n)
+	}
+
+	h.Publish([]peba.Event{ev("c3", peba.DomainCommunity), ev("p3", peba.DomainPrivate)})
+	h.Publish([]peba.Event{ev("p4", peba.DomainPrivate)})
+	h.Publish([]peba.Event{ev("c5", peba.DomainCommunity)})
+	<-a.Ready()
+	got, n = taken(t, a)
+	eq(t, got, "c3", "c5") // the all-private Publish is no batch for anon
+	if n != 2 {
+		t.Fatalf("anon took %d batches, want 2", n)
+	}
+	got, n = taken(t, e)
+	eq(t, got, "c3", "p3", "p4", "c5")
+	if n != 3 {
+		t.Fatalf("entitled took %d batches, want 3", n)
+	}
+	got, _ = taken(t, none) // a zero Filter admits nothing
+	eq(t, got)
+	got, _ = taken(t, a) // taken means gone
+	eq(t, got)
+}
+
+func TestBatchesAreSharedAndMemoized(t *testing.T) {
+	h := hub.New(hub.Options{ReplaySize: -1})
+	s1, s2, s3 := h.SubscribeBatches(anon), h.SubscribeBatches(anon), h.SubscribeBatches(entitled)
+	defer s1.Close()
+	defer s2.Close()
+	defer s3.Close()
+	h.Publish([]peba.Event{ev("c1", peba.DomainCommunity), ev("p1", peba.DomainPrivate)})
+	b1, _ := s1.Take(nil)
+	b2, _ := s2.Take(nil)
+	b3, _ := s3.Take(nil)
+	if b1[0] != b2[0] {
+		t.Fatal("subscribers of one filter got different batches")
+	}
+	if b1[0] == b3[0] || len(b3[0].Events) != 2 || b1[0].Events[0] != b3[0].Events[0] {
+		t.Fatal("filters must get their own batches of the same events")
+	}
+	builds := 0
+	build := func() any { builds++; return "encoded" }
+	for range 3 {
+		if v := b1[0].Memo("sse-anon", build); v != "encoded" {
+			t.Fatalf("Memo = %v", v)
+		}
+	}
+	b2[0].Memo("other", build)
+	if builds != 2 {
+		t.Fatalf("built %d times, want once per key", builds)
+	}
+}
+
+func TestBatchesSlowSubscriberMissesWholeBatches(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	h := hub.New(hub.Options{SubscriberBuffer: 4, ReplaySize: -1, Registerer: reg})
+	slow := h.SubscribeBatches(anon)
+	defer slow.Close()
+	batch := func(ids ...string) []peba.Event {
+		var out []peba.Event
+		for _, id := range ids {
+			out = append(out, ev(id, peba.DomainCommunity))
+		}
+		return out
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.Publish(batch("a", "b", "c", "d", "e", "f")) // nothing pending: taken whole, beyond the buffer
+		h.Publish(batch("g"))                          // 6 pending: missed
+		for i := range 1000 {
+			h.Publish(batch(fmt.Sprint(i))) // never blocks
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Publish blocked on a slow subscriber")
+	}
+	got, _ := taken(t, slow)
+	eq(t, got, "a", "b", "c", "d", "e", "f")
+	if m := slow.Missed(); m != 1001 {
+		t.Errorf("missed %d, want 1001", m)
+	}
+	if v := metric(t, reg, "peba_livefeed_dropped_events_total"); v != 1001 {
+		t.Errorf("dropped = %v", v)
+	}
+	h.Publish(batch("after")) // caught up: delivered again
+	got, _ = taken(t, slow)
+	eq(t, got, "after")
+}
+
+func TestBatchesClose(t *testing.T) {
+	h := hub.New(hub.Options{})
+	s := h.SubscribeBatches(anon)
+	h.Publish([]peba.Event{ev("a", peba.DomainCommunity)})
+	h.Close()
+	<-s.Ready()
+	bs, more := s.Take(nil)
+	if more || len(bs) != 1 || bs[0].Events[0].ID != "a" {
+		t.Fatalf("after Hub.Close: %d batches, more %v; want the pending one and the end", len(bs), more)
+	}
+	s.Close() // idempotent after Hub.Close
+	late := h.SubscribeBatches(anon)
+	<-late.Ready()
+	if bs, more := late.Take(nil); more || len(bs) != 0 {
+		t.Fatal("subscribe after Hub.Close is not closed")
+	}
+
+	h2 := hub.New(hub.Options{})
+	s2 := h2.SubscribeBatches(anon)
+	s2.Close()
+	h2.Publish([]peba.Event{ev("x", peba.DomainCommunity)})
+	if bs, more := s2.Take(nil); more || len(bs) != 0 {
+		t.Fatal("closed subscriber still receives")
+	}
+}

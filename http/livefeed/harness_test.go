@@ -27,6 +27,7 @@ func (u users) FindUser(_ context.Context, name string) (*peba.User, error) {
 
 type env struct {
 	hub *hub.Hub
+	lf  *livefeed.Server
 	srv *httptest.Server
 	reg *prometheus.Registry
 }
@@ -41,6 +42,15 @@ const (
 // newEnv starts a live feed on a real HTTP server whose Read/WriteTimeout
 // (1 s) are far shorter than the streams the tests keep open.
 func newEnv(t testing.TB, heartbeat time.Duration) *env {
+	t.Helper()
+	return newEnvTimeout(t, heartbeat, time.Second)
+}
+
+// newEnvTimeout is newEnv with the server's Read/WriteTimeout set to
+// timeout. Socket.IO's long-polling requests must fit in it (like the 25 s
+// ping interval in production's 60 s), and so must the handshake's token
+// check, which takes seconds under the race detector.
+func newEnvTimeout(t testing.TB, heartbeat, timeout time.Duration) *env {
 	t.Helper()
 	u := users{}
 	for name, tok := range map[string]string{"alice": "alice-token", "bob": "bob-token"} {
@@ -57,8 +67,8 @@ func newEnv(t testing.TB, heartbeat time.Duration) *env {
 	mux := http.NewServeMux()
 	lf.Register(mux)
 	srv := httptest.NewUnstartedServer(mux)
-	srv.Config.ReadTimeout = time.Second
-	srv.Config.WriteTimeout = time.Second
+	srv.Config.ReadTimeout = timeout
+	srv.Config.WriteTimeout = timeout
 	srv.Start()
 	t.Cleanup(func() {
 		lf.Close()
@@ -66,7 +76,7 @@ func newEnv(t testing.TB, heartbeat time.Duration) *env {
 		srv.CloseClientConnections()
 		srv.Close()
 	})
-	return &env{hub: h, srv: srv, reg: reg}
+	return &env{hub: h, lf: lf, srv: srv, reg: reg}
 }
 
 // event returns a realistic event; its target and sensor fields must never

@@ -60,6 +60,13 @@ func NewPayload(ev *peba.Event) Payload {
 	}
 	addr("dst_ip", ev.DstIP)
 	port("dst_port", ev.DstPort)
+	// The sensor's coarse GeoIP location, for the dashboard's arcs. Not
+	// sanitized: PEBA's public ticker showed it (destLat/destLng,
+	// targetCountry) and /sensors/locations shows it to everyone.
+	str("dst_country", geoStr(ev.Dst.Country))
+	if ev.Dst.Lat != 0 || ev.Dst.Lon != 0 {
+		p = append(p, Field{"dst_latitude", ev.Dst.Lat}, Field{"dst_longitude", ev.Dst.Lon})
+	}
 	str("protocol", ev.Transport)
 	str("peerType", ev.PeerType)
 	str("username", ev.Username)

@@ -38,6 +38,29 @@ func TestPayloadShape(t *testing.T) {
 	}
 }
 
+// TestPayloadSensorLocation: the sensor's coarse location (the dashboard
+// draws arcs to it) is in both the full and the anonymous payload; its
+// address is only in the full one.
+func TestPayloadSensorLocation(t *testing.T) {
+	e := sampleEvent()
+	e.DstIP = netip.MustParseAddr("81.2.69.142")
+	e.Dst = peba.Geo{Country: "GB", CountryName: "United Kingdom", ASN: "-", Lat: 51.5, Lon: -0.12}
+	full := NewPayload(e)
+	const loc = `"dst_port":22,"dst_country":"GB","dst_latitude":51.5,"dst_longitude":-0.12,"protocol"`
+	if got := string(full.AppendJSON(nil)); !strings.Contains(got, `"dst_ip":"81.2.69.142",`+loc) {
+		t.Fatalf("full payload %s", got)
+	}
+	anon := string(Sanitize(full, SanitizeOptions{}).AppendJSON(nil))
+	if !strings.Contains(anon, loc) || strings.Contains(anon, "81.2.69.142") {
+		t.Fatalf("anonymous payload %s", anon)
+	}
+	// Unknown geo ("-", 0/0) adds nothing.
+	e.Dst = peba.UnknownGeo
+	if got := string(NewPayload(e).AppendJSON(nil)); strings.Contains(got, "dst_country") || strings.Contains(got, "dst_latitude") {
+		t.Fatalf("unknown geo in payload %s", got)
+	}
+}
+
 func TestSanitize(t *testing.T) {
 	f := func(opt SanitizeOptions, mustHave, mustNot []string) {
 		t.Helper()

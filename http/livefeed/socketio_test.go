@@ -63,7 +63,7 @@ type jsLine struct {
 // new event, and anonymous viewers get sanitized community events only.
 func TestSocketIOWithJSClient(t *testing.T) {
 	node := installJSClient(t)
-	e := newEnv(t, time.Hour)
+	e := newEnvTimeout(t, time.Hour, 60*time.Second) // production's timeouts
 	e.hub.Publish([]peba.Event{event("c1", peba.DomainCommunity), event("p1", peba.DomainPrivate)})
 
 	spec := []map[string]any{

@@ -94,6 +94,24 @@ func (c *sseClient) next(t *testing.T) map[string]any {
 	}
 }
 
+// nextID returns the id of the next hpfeedevent, without decoding it.
+func (c *sseClient) nextID(t *testing.T) string {
+	t.Helper()
+	for {
+		select {
+		case m, ok := <-c.msgs:
+			if !ok {
+				t.Fatal("stream ended")
+			}
+			if m.event == "hpfeedevent" {
+				return m.id
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no event within 5 s")
+		}
+	}
+}
+
 func (c *sseClient) expectIDs(t *testing.T, ids ...string) []map[string]any {
 	t.Helper()
 	var out []map[string]any

@@ -260,7 +260,12 @@ function onFeedEvent(ev, raw, id) {
   if (!inView(ev)) return;
   const item = fromFeed(ev);
   item.id ||= id;
-  if (!remember(item.id)) return;
+  if (!remember(item.id)) {
+    // Already shown from /alert/retrieveAlertsJson, which has no attacker
+    // address: whichever arrived first, the ticker row gets the address.
+    enrichTicker(item);
+    return;
+  }
   state.received++;
   state.lastEventAt = Date.now();
   addTicker(item);
@@ -279,6 +284,17 @@ function addTicker(item) {
   ticker.push(item);
   ticker.sort((a, b) => b.time - a.time);
   if (ticker.length > TICKER_ROWS) ticker.length = TICKER_ROWS;
+  if (!tickerDirty) {
+    tickerDirty = true;
+    setTimeout(renderTicker, 250);
+  }
+}
+
+/** Completes a ticker row seeded without an address from a feed item. */
+function enrichTicker(item) {
+  const row = ticker.find((it) => it.id === item.id);
+  if (!row || row.ip || !item.ip) return;
+  row.ip = item.ip;
   if (!tickerDirty) {
     tickerDirty = true;
     setTimeout(renderTicker, 250);

@@ -187,7 +187,9 @@ try {
     return s.view === "private" && s.feed === "live" && Object.keys(s.loads).length >= 7 && s.map.drawn >= 5 && s;
   }, 15000);
   await checkPanels(P, spec.private, "private view");
-  check((await P.$eval("#ticker", (e) => e.textContent)).includes(spec.markerIP), "private view: the ticker shows the private source address");
+  // The ticker redraws at most 4 times a second, after the map: wait for it.
+  await until("private view: the ticker shows the private source address",
+    async () => (await P.$eval("#ticker", (e) => e.textContent)).includes(spec.markerIP), 5000);
   check((await P.evaluate(() => window.__peba.rawEvents())).some((r) => r.includes(spec.markerIP)), "private view: the live feed delivers private events");
   s = await stats(P);
   same([s.map.drawn, s.map.noLocation], [5, 0], "private view map: [arcs, no location]");
