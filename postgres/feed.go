@@ -3,55 +3,46 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/peba-go/peba"
 )
 
 // FeedChannel is the NOTIFY channel of the cross-node live feed. Each
-// AppendEvents transaction that inserts events adds one live_feed row and
-// notifies FeedChannel with the row's seq as decimal text, in the same
-// transaction: listeners read the row (SELECT events FROM live_feed WHERE
-// seq = $1) and decode it with DecodeFeed. A NOTIFY is delivered only after
-// the commit, and a committed row is there even if the node died right
-// after the commit, so a listener that also reads the rows it missed (by
-// seq) sees every committed event exactly once.
+// AppendEvents transaction that inserts events adds one live_feed row, and
+// after its commit notifies FeedChannel with the row's seq as decimal text
+// (notifyFeed says why not in the transaction): listeners read the row
+// (SELECT events FROM live_feed WHERE seq = $1, a bytea) and decode it with
+// DecodeFeed. A committed row is there even if the node died right after
+// the commit, before notifying; listeners that also sweep the rows created
+// recently for seqs they did not see (package pgfeed) see every committed
+// event exactly once.
 const FeedChannel = "peba_live_feed"
 
-// encodeFeed returns the live_feed.events value of the inserted events:
-// the encoding/json form of []peba.Event with Payload nil. Non-finite
-// coordinates, which peba.ValidateEvent lets through but encoding/json
-// refuses, become 0 in the feed (the stored event keeps them), so that
-// every storable batch reaches the feed.
-func encodeFeed(inserted []peba.Event) ([]byte, error) {
-	evs := make([]peba.Event, len(inserted))
-	for i := range inserted {
-		e := inserted[i]
-		e.Payload = nil
-		for _, f := range []*float64{&e.Src.Lat, &e.Src.Lon, &e.Dst.Lat, &e.Dst.Lon} {
-			if math.IsNaN(*f) || math.IsInf(*f, 0) {
-				*f = 0
-			}
-		}
-		evs[i] = e
-	}
-	b, err := json.Marshal(evs)
-	if err != nil {
-		return nil, fmt.Errorf("cannot encode live feed: %w", err)
-	}
-	return b, nil
+// encodeFeed returns the live_feed.events value of the inserted events, in
+// format 1 (feedcodec.go): every field but Payload.
+func encodeFeed(inserted []peba.Event) []byte {
+	return appendFeed(make([]byte, 0, 256*len(inserted)), inserted)
 }
 
 // DecodeFeed decodes a live_feed.events value into the events that one
-// AppendEvents call inserted, in input order, with Payload nil.
+// AppendEvents call inserted, in input order, with Payload nil: format 1,
+// or the JSON array of the first encoding (rows written before migration
+// 0003 and not yet pruned).
 func DecodeFeed(b []byte) ([]peba.Event, error) {
-	var evs []peba.Event
-	if err := json.Unmarshal(b, &evs); err != nil {
-		return nil, fmt.Errorf("cannot decode live feed: %w", err)
+	if len(b) >= 2 && b[0] == feedFormat1[0] && b[1] == feedFormat1[1] {
+		return decodeFeed1(b[2:])
 	}
-	return evs, nil
+	if len(b) > 0 && b[0] == '[' {
+		var evs []peba.Event
+		if err := json.Unmarshal(b, &evs); err != nil {
+			return nil, fmt.Errorf("cannot decode live feed: %w", err)
+		}
+		return evs, nil
+	}
+	return nil, errors.New("cannot decode live feed: unknown format")
 }
 
 // PruneFeed deletes the live feed rows created before before (database

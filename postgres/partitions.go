@@ -199,7 +199,7 @@ func deleteBefore(ctx context.Context, tx pgx.Tx, cut time.Time) (int64, error) 
 			return 0, err
 		}
 	}
-	if err := applyRetraction(ctx, tx, retract, dayStart); err != nil {
+	if err := applyRetraction(ctx, tx, retract, dayStart, boundary != ""); err != nil {
 		return 0, err
 	}
 	return n, nil

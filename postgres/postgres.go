@@ -17,7 +17,12 @@
 //     same transaction; every row-locking statement touches its rows in
 //     sorted key order, so concurrent nodes never deadlock each other, and
 //     each append counts into its own rollup shard, so that nodes do not
-//     wait for each other's commits on the hot rollup rows;
+//     wait for each other's commits on the hot rollup rows; the live feed
+//     NOTIFY follows the commit (notifyFeed);
+//   - the rollup tables are partitioned by dim; statistics read whole
+//     buckets from them and only short raw edges (stats.go), Top of the
+//     long-tail dims without reading the tail (topbounded.go), sensors from
+//     their own daily rollup (sensors.go);
 //   - text columns are COLLATE "C" (byte order, as the contracts require),
 //     and text values have NUL escaped (escText), because PostgreSQL text
 //     cannot hold NUL while peba.ValidateEvent accepts it;
@@ -32,6 +37,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -93,6 +99,12 @@ const migrateLockKey int64 = 0x70656261_6d696772
 // Sessions are set to TimeZone UTC and synchronous_commit on (unless the
 // DSN sets them): AppendEvents promises durability when it returns.
 func Open(ctx context.Context, dsn string, opt Options) (*Store, error) {
+	return openTo(ctx, dsn, opt, 0)
+}
+
+// openTo is Open applying the migrations up to version maxVersion only
+// (0: all), for the tests of a migration on an older schema's data.
+func openTo(ctx context.Context, dsn string, opt Options, maxVersion int) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		// pgx's message may quote the DSN, password included.
@@ -120,7 +132,7 @@ func Open(ctx context.Context, dsn string, opt Options) (*Store, error) {
 		return nil, fmt.Errorf("cannot open database: %w", err)
 	}
 	s := &Store{pool: pool, log: log}
-	if err := s.migrate(ctx); err != nil {
+	if err := s.migrate(ctx, maxVersion); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("cannot open database: %w", err)
 	}
@@ -162,14 +174,17 @@ func migrations() ([]migration, error) {
 	return ms, nil
 }
 
-// migrate applies the missing migrations, one transaction each, holding a
-// session advisory lock on one connection throughout. A second node that
-// starts meanwhile waits for the lock and then finds the migrations
-// recorded.
-func (s *Store) migrate(ctx context.Context) (err error) {
+// migrate applies the missing migrations (up to maxVersion, if not 0), one
+// transaction each, holding a session advisory lock on one connection
+// throughout. A second node that starts meanwhile waits for the lock and
+// then finds the migrations recorded.
+func (s *Store) migrate(ctx context.Context, maxVersion int) (err error) {
 	ms, err := migrations()
 	if err != nil {
 		return fmt.Errorf("cannot read migrations: %w", err)
+	}
+	if maxVersion > 0 {
+		ms = slices.DeleteFunc(ms, func(m migration) bool { return m.version > maxVersion })
 	}
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {

@@ -53,8 +53,8 @@ func suiteOpener(t *testing.T) func(testing.TB) *Store {
 				st.Fatal(err)
 			}
 		}
-		if _, err := s.pool.Exec(ctx, `TRUNCATE event_ids, rollup_recv_hour, rollup_recv_day, rollup_created_hour,
-			payloads, payload_data, users, live_feed RESTART IDENTITY`); err != nil {
+		if _, err := s.pool.Exec(ctx, `TRUNCATE event_ids, rollup_recv_minute, rollup_recv_hour, rollup_recv_day, rollup_created_hour,
+			rollup_created_day, rollup_sensor_day, payloads, payload_data, users, live_feed RESTART IDENTITY`); err != nil {
 			st.Fatal(err)
 		}
 		return s

@@ -33,28 +33,57 @@ type rollup struct {
 }
 
 var rollups = []rollup{
+	// Totals only (dim 0, no peer type): Count of windows that are not
+	// aligned to hours reads whole minutes from here (0002).
+	{"rollup_recv_minute", peba.Received, time.Minute, []peba.Dim{peba.DimNone}},
 	{"rollup_recv_hour", peba.Received, time.Hour,
 		[]peba.Dim{peba.DimPeerType, peba.DimSrcCountry, peba.DimDstCountry, peba.DimURL, peba.DimDstPort}},
 	{"rollup_recv_day", peba.Received, 24 * time.Hour,
 		[]peba.Dim{peba.DimPeerType, peba.DimSrcCountry, peba.DimDstCountry, peba.DimURL, peba.DimDstPort}},
 	{"rollup_created_hour", peba.Created, time.Hour,
 		[]peba.Dim{peba.DimPeerType, peba.DimSrcLocation, peba.DimDstLocation}},
+	// Peer types by create day, for the month-wide datasets (0002).
+	{"rollup_created_day", peba.Created, 24 * time.Hour, []peba.Dim{peba.DimPeerType}},
 }
 
 // typed reports whether the rollup rows of dim keep the peer type, so that
 // windows with a PeerType can use them (as in the DuckDB store: only peer
-// types and URLs do).
+// types and URLs do; the totals of dim 0 do not).
 func typed(dim peba.Dim) bool {
-	return dim == peba.DimNone || dim == peba.DimPeerType || dim == peba.DimURL
+	return dim == peba.DimPeerType || dim == peba.DimURL
 }
 
-// has reports whether r counts dim. DimNone (totals) is served by the
-// peer-type rows.
-func (r *rollup) has(dim peba.Dim) bool {
-	if dim == peba.DimNone {
-		dim = peba.DimPeerType
+// rowDim returns the dim of r's rows that answer dim, and whether r has
+// them. Totals (DimNone) are r's dim-0 rows if it has them, else the sum of
+// its peer-type rows.
+func (r *rollup) rowDim(dim peba.Dim) (peba.Dim, bool) {
+	if slices.Contains(r.dims, dim) {
+		return dim, true
 	}
-	return slices.Contains(r.dims, dim)
+	if dim == peba.DimNone && slices.Contains(r.dims, peba.DimPeerType) {
+		return peba.DimPeerType, true
+	}
+	return 0, false
+}
+
+// serves reports whether r can answer dim for windows with (peerTyped) or
+// without a peer type.
+func (r *rollup) serves(dim peba.Dim, peerTyped bool) bool {
+	rd, ok := r.rowDim(dim)
+	return ok && (!peerTyped || typed(rd))
+}
+
+// truncUnit is the date_trunc unit of a rollup granularity.
+func truncUnit(gran time.Duration) string {
+	switch gran {
+	case time.Minute:
+		return "minute"
+	case time.Hour:
+		return "hour"
+	case 24 * time.Hour:
+		return "day"
+	}
+	panic(fmt.Sprintf("BUG: no date_trunc unit for %s", gran))
 }
 
 // rollupKey is one row key of a rollup table. Strings are escText-escaped,
@@ -244,11 +273,12 @@ func queueRollups(b *pgx.Batch, inserted []peba.Event) {
 		}
 		d.queueAdd(b, r.table)
 	}
+	queueSensors(b, inserted)
 }
 
 // fold subtracts d's (negative) counts from table: it locks every shard row
 // of d's keys (in row id order), writes each key's new total into its first
-// row and deletes the others, or all of them when the total is zero. It
+// row and 0 into the others, or deletes all of them when the total is zero. It
 // only changes rows it has locked, so it never waits for an append while
 // holding a row that append needs.
 func (d rollupDelta) fold(ctx context.Context, tx pgx.Tx, table string) error {
@@ -300,9 +330,15 @@ func (d rollupDelta) fold(ctx context.Context, tx pgx.Tx, table string) error {
 	for _, r := range locked {
 		n := total[r.id] + delta[r.id]
 		x := &del
-		if n > 0 && !kept[r.id] {
-			kept[r.id] = true
+		if n > 0 {
+			// The other shards' rows stay, with count 0, so that the
+			// peer-type rows keep recording which shards wrote a bucket
+			// (topBounded relies on it).
 			x = &upd
+			if kept[r.id] {
+				n = 0
+			}
+			kept[r.id] = true
 			x.cnts = append(x.cnts, n)
 		}
 		x.ts = append(x.ts, time.UnixMicro(r.id.t).UTC())
@@ -331,6 +367,8 @@ func rawKeyColumns(dim peba.Dim) string {
 		pt = "peer_type"
 	}
 	switch dim {
+	case peba.DimNone:
+		return pt + ", '', '', 0::float8, 0::float8"
 	case peba.DimPeerType:
 		return pt + ", peer_type, '', 0::float8, 0::float8"
 	case peba.DimSrcCountry:
@@ -360,12 +398,9 @@ func retraction(ctx context.Context, tx pgx.Tx, cut, dayStart time.Time) ([]roll
 	for i := range rollups {
 		r := &rollups[i]
 		out[i] = rollupDelta{}
-		col, unit := "received_time", "hour"
+		col, unit := "received_time", truncUnit(r.gran)
 		if r.field == peba.Created {
 			col = "create_time"
-		}
-		if r.gran == 24*time.Hour {
-			unit = "day"
 		}
 		var a args
 		cond := "received_time < " + a.add(cut)
@@ -401,8 +436,19 @@ func retraction(ctx context.Context, tx pgx.Tx, cut, dayStart time.Time) ([]roll
 
 // applyRetraction deletes the received-time rollup rows of buckets before
 // dayStart (their events were all in the emptied partitions, which no
-// append can write to meanwhile) and folds d into the tables.
-func applyRetraction(ctx context.Context, tx pgx.Tx, d []rollupDelta, dayStart time.Time) error {
+// append can write to meanwhile) and folds d into the tables. The sensor
+// rollup loses its rows before dayStart too; its rows of dayStart are
+// recomputed if recomputeDay (the boundary partition was locked and
+// partly deleted).
+func applyRetraction(ctx context.Context, tx pgx.Tx, d []rollupDelta, dayStart time.Time, recomputeDay bool) error {
+	if _, err := tx.Exec(ctx, "DELETE FROM rollup_sensor_day WHERE t < $1", dayStart); err != nil {
+		return fmt.Errorf("cannot retract rollup_sensor_day: %w", err)
+	}
+	if recomputeDay {
+		if err := recomputeSensorDay(ctx, tx, dayStart); err != nil {
+			return fmt.Errorf("cannot retract rollup_sensor_day: %w", err)
+		}
+	}
 	for i := range rollups {
 		if rollups[i].field == peba.Received {
 			if _, err := tx.Exec(ctx, "DELETE FROM "+rollups[i].table+" WHERE t < $1", dayStart); err != nil {

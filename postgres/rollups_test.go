@@ -1,16 +1,22 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"math"
 	"math/rand/v2"
 	"net/netip"
 	"reflect"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/peba-go/peba"
+	"github.com/peba-go/peba/internal/pgtest"
 )
 
 var rollupDay = time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC)
@@ -45,6 +51,11 @@ func randomEvents(r *rand.Rand, n, first int) []peba.Event {
 		e.DstPort = []int32{22, 80, 445, 2222, peba.NoPort}[r.IntN(5)]
 		e.URL = []string{"", "/", "/a.php", "Attack on port 22/tcp", "/\x00"}[r.IntN(5)]
 		e.SrcIP = netip.AddrFrom4([4]byte{10, 0, 0, byte(r.IntN(20))})
+		// Sensor groups: named hosts, and old T-Pots ("" or "undefined")
+		// grouped by target address.
+		e.Hostname = []string{"", "undefined", "tpot-1", "tpot-2", "tpot-\x00"}[r.IntN(5)]
+		e.DstIP = netip.AddrFrom4([4]byte{192, 0, 2, byte(r.IntN(3))})
+		e.PeerIdent = []string{"cowrie-01", "cowrie-02", "dionaea-01", "tanner-01"}[r.IntN(4)]
 		out[i] = e
 	}
 	return out
@@ -85,6 +96,16 @@ func randomWindow(r *rand.Rand) peba.Window {
 // with the raw-table answer, on random windows.
 func checkRollupsMatchRaw(t *testing.T, s *Store, r *rand.Rand, windows int) {
 	t.Helper()
+	for range windows {
+		compareWindow(t, s, r, randomWindow(r))
+	}
+}
+
+// compareWindow compares every Stats answer on w that can use a rollup with
+// the raw-table answer: Sensors, Count, and Top and Series of every dim
+// (random limits and keys from r).
+func compareWindow(t *testing.T, s *Store, r *rand.Rand, w peba.Window) {
+	t.Helper()
 	ctx := context.Background()
 	dims := []peba.Dim{peba.DimPeerType, peba.DimSrcCountry, peba.DimDstCountry,
 		peba.DimSrcLocation, peba.DimDstLocation, peba.DimURL, peba.DimDstPort}
@@ -94,8 +115,14 @@ func checkRollupsMatchRaw(t *testing.T, s *Store, r *rand.Rand, windows int) {
 			t.Fatal(err)
 		}
 	}
-	for range windows {
-		w := randomWindow(r)
+	{
+		gs, err := s.sensors(ctx, w, true)
+		must(err)
+		ws, err := s.sensors(ctx, w, false)
+		must(err)
+		if !reflect.DeepEqual(gs, ws) {
+			t.Fatalf("Sensors(%+v) =\n  %v with the rollup\n  %v raw", w, gs, ws)
+		}
 		got, err := s.count(ctx, w, true)
 		must(err)
 		want, err := s.count(ctx, w, false)
@@ -165,12 +192,32 @@ func TestRollupsMatchRaw(t *testing.T) {
 	checkRollupsMatchRaw(t, s, r, 8)
 }
 
+// TestEdgesMatchRaw: windows whose start is late in an hour (the bucket
+// minus the raw events before the start) or early, ending after every
+// stored event (the tail read from the bucket) or inside the data (from
+// the raw events), in both time fields, give the raw answers.
+func TestEdgesMatchRaw(t *testing.T) {
+	s, _ := openTemp(t)
+	r := rand.New(rand.NewPCG(3, 4))
+	mustAppend(t, s, randomEvents(r, 2000, 0)...)
+	all := []peba.Domain{peba.DomainCommunity, peba.DomainPrivate}
+	for _, from := range []time.Duration{26*time.Hour + 50*time.Minute, 26*time.Hour + 10*time.Minute, 3*time.Hour + 59*time.Minute} {
+		for _, to := range []time.Duration{30*24*time.Hour + 7*time.Minute, 60*time.Hour + 7*time.Minute, 60*time.Hour + 53*time.Minute} {
+			for _, f := range []peba.TimeField{peba.Received, peba.Created} {
+				compareWindow(t, s, r, peba.Window{Domains: all, Field: f, From: rollupDay.Add(from), To: rollupDay.Add(to)})
+				compareWindow(t, s, r, peba.Window{Domains: all[:1], Field: f, From: rollupDay.Add(from), To: rollupDay.Add(to), PeerType: "Webpage"})
+			}
+		}
+	}
+}
+
 // TestPlan checks how windows are split between rollups and raw edges.
 func TestPlan(t *testing.T) {
 	h := func(n float64) time.Time { return rollupDay.Add(time.Duration(n * float64(time.Hour))) }
 	type seg struct {
 		table    string
 		from, to time.Time
+		cond     string // "": always; "empty": if no event at or after the window's end; "some": if some
 	}
 	for _, c := range []struct {
 		name    string
@@ -180,26 +227,47 @@ func TestPlan(t *testing.T) {
 		want    []seg
 	}{
 		{"unaligned month", peba.Window{From: h(-47.5), To: h(49.25)}, peba.DimDstPort, 24 * time.Hour, []seg{
-			{"", h(-47.5), h(-47)}, {"rollup_recv_hour", h(-47), h(-24)}, {"rollup_recv_day", h(-24), h(48)},
-			{"rollup_recv_hour", h(48), h(49)}, {"", h(49), h(49.25)}}},
+			{"", h(-47.5), h(-47), ""}, {"rollup_recv_hour", h(-47), h(-24), ""}, {"rollup_recv_day", h(-24), h(48), ""},
+			{"rollup_recv_hour", h(48), h(49), ""},
+			{"rollup_recv_hour", h(49), h(50), "empty"}, {"", h(49), h(49.25), "some"}}},
 		{"6h series uses no day rows", peba.Window{From: h(-47.5), To: h(49.25)}, peba.DimDstPort, 6 * time.Hour, []seg{
-			{"", h(-47.5), h(-47)}, {"rollup_recv_hour", h(-47), h(49)}, {"", h(49), h(49.25)}}},
+			{"", h(-47.5), h(-47), ""}, {"rollup_recv_hour", h(-47), h(49), ""},
+			{"rollup_recv_hour", h(49), h(50), "empty"}, {"", h(49), h(49.25), "some"}}},
+		{"long leading edge: bucket minus raw", peba.Window{From: h(-47.75), To: h(-40)}, peba.DimDstPort, 24 * time.Hour, []seg{
+			{"rollup_recv_hour", h(-48), h(-47), ""}, {"-", h(-48), h(-47.75), ""}, {"rollup_recv_hour", h(-47), h(-40), ""}}},
 		{"no rollup for src ip", peba.Window{From: h(-48), To: h(48)}, peba.DimSrcIP, 24 * time.Hour, []seg{
-			{"", h(-48), h(48)}}},
+			{"", h(-48), h(48), ""}}},
 		{"created locations", peba.Window{Field: peba.Created, From: h(0.5), To: h(30)}, peba.DimSrcLocation, 24 * time.Hour, []seg{
-			{"", h(0.5), h(1)}, {"rollup_created_hour", h(1), h(30)}}},
+			{"", h(0.5), h(1), ""}, {"rollup_created_hour", h(1), h(30), ""}}},
 		{"empty", peba.Window{From: h(2), To: h(1)}, peba.DimNone, 24 * time.Hour, nil},
+		{"totals use minutes", peba.Window{From: h(-0.5).Add(20 * time.Second), To: h(2).Add(10*time.Minute + 5*time.Second)},
+			peba.DimNone, 24 * time.Hour, []seg{
+				{"", h(-0.5).Add(20 * time.Second), h(-0.5).Add(time.Minute), ""},
+				{"rollup_recv_minute", h(-0.5).Add(time.Minute), h(0), ""},
+				{"rollup_recv_hour", h(0), h(2), ""}, {"rollup_recv_minute", h(2), h(2).Add(10 * time.Minute), ""},
+				{"", h(2).Add(10 * time.Minute), h(2).Add(10*time.Minute + 5*time.Second), ""}}},
+		{"typed totals use no minutes", peba.Window{From: h(-0.5), To: h(1), PeerType: "Webpage"}, peba.DimNone, 24 * time.Hour, []seg{
+			{"", h(-0.5), h(0), ""}, {"rollup_recv_hour", h(0), h(1), ""}}},
+		{"created peer types by day", peba.Window{Field: peba.Created, From: h(-48), To: h(25)}, peba.DimPeerType, 24 * time.Hour, []seg{
+			{"rollup_created_day", h(-48), h(24), ""}, {"rollup_created_hour", h(24), h(25), ""}}},
 	} {
 		var got []seg
 		for _, sg := range plan(c.w, c.dim, c.maxGran, true) {
-			name := ""
+			name, cond := "", ""
 			if sg.r != nil {
 				name = sg.r.table
 			}
-			got = append(got, seg{name, sg.from, sg.to})
+			if sg.neg {
+				name = "-" + name
+			}
+			if !sg.cut.IsZero() {
+				cond = map[bool]string{true: "empty", false: "some"}[sg.ifEmpty]
+			}
+			got = append(got, seg{name, sg.from, sg.to, cond})
 		}
-		slices.SortFunc(got, func(a, b seg) int { return a.from.Compare(b.from) })
-		slices.SortFunc(c.want, func(a, b seg) int { return a.from.Compare(b.from) })
+		order := func(a, b seg) int { return cmp.Or(a.from.Compare(b.from), strings.Compare(a.table, b.table)) }
+		slices.SortFunc(got, order)
+		slices.SortFunc(c.want, order)
 		if !reflect.DeepEqual(got, c.want) {
 			t.Errorf("%s: plan =\n  %v\nwant\n  %v", c.name, got, c.want)
 		}
@@ -240,5 +308,174 @@ func TestLatestWidens(t *testing.T) {
 		if err != nil || len(got) != 3 {
 			t.Errorf("field %d: Latest(from now-35h) = %d events, %v; want 3", field, len(got), err)
 		}
+	}
+}
+
+// TestMigration0002Backfill stores events and their rollups as a 0001
+// database held them (one table per time field and granularity, no
+// minute, created-day or sensor rollups), then opens the database with
+// every migration: 0002's backfill gives exactly the rollups that appends
+// would have written, and the rollup answers equal the raw ones.
+func TestMigration0002Backfill(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.DSN(t)
+	old, err := openTo(ctx, dsn, Options{MaxConns: 2, Logger: testLogger(t)}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	evs := randomEvents(r, 2000, 0)
+	days := map[int64]bool{}
+	var rows [][]any
+	ids, times := make([]string, len(evs)), make([]time.Time, len(evs))
+	for i := range evs {
+		row, err := rowValues(&evs[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows = append(rows, row)
+		days[dayOf(evs[i].ReceivedTime)] = true
+		ids[i], times[i] = escText(evs[i].ID), dbTime(evs[i].ReceivedTime)
+	}
+	if err := old.ensurePartitions(ctx, days); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.pool.CopyFrom(ctx, pgx.Identifier{"events"}, eventColumnNames, pgx.CopyFromRows(rows)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.pool.Exec(ctx, "INSERT INTO event_ids SELECT * FROM unnest($1::text[], $2::timestamp[])", ids, times); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []rollup{
+		{"rollup_recv_hour", peba.Received, time.Hour, []peba.Dim{1, 3, 4, 7, 8}},
+		{"rollup_recv_day", peba.Received, 24 * time.Hour, []peba.Dim{1, 3, 4, 7, 8}},
+		{"rollup_created_hour", peba.Created, time.Hour, []peba.Dim{1, 5, 6}},
+	} {
+		d := rollupDelta{}
+		for i := range evs {
+			for _, dim := range r.dims {
+				d[rollupKeyOf(&evs[i], r.field, r.gran, dim)]++
+			}
+		}
+		keys, rids := d.sorted()
+		var rrows [][]any
+		for i, k := range keys {
+			rrows = append(rrows, []any{k.t, int16(k.dim), k.community, rids[i].h, int16(0), k.peerType, k.k, k.l,
+				math.Float64frombits(k.lat), math.Float64frombits(k.lon), d[k]})
+		}
+		if _, err := old.pool.CopyFrom(ctx, pgx.Identifier{r.table},
+			[]string{"t", "dim", "community", "h", "shard", "peer_type", "k", "l", "lat", "lon", "cnt"},
+			pgx.CopyFromRows(rrows)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old.Close()
+
+	s, err := Open(ctx, dsn, Options{MaxConns: 2, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	checkRollupsExact(t, s)
+	checkRollupsMatchRaw(t, s, r, 6)
+}
+
+// TestTopBounded fills a store with long-tail ports, URLs and source
+// locations, counted into several rollup shards (another connection holds
+// the lower shards during some appends), deletes an unaligned prefix
+// (retention folds shard rows), and checks topBounded against the raw
+// answers. It must succeed on most windows, so that the bounds are
+// actually tested rather than the fallback.
+func TestTopBounded(t *testing.T) {
+	ctx := context.Background()
+	s, dsn := openTemp(t)
+	r := rand.New(rand.NewPCG(7, 8))
+	evs := randomEvents(r, 4000, 0)
+	portZipf := rand.NewZipf(r, 1.3, 1, 3000)
+	locZipf := rand.NewZipf(r, 1.2, 1, 500)
+	for i := range evs {
+		e := &evs[i]
+		e.ReceivedTime = rollupDay.Add(time.Duration(r.Int64N(int64(48 * time.Hour))))
+		e.CreateTime = e.ReceivedTime.Add(-time.Duration(r.Int64N(int64(90 * time.Minute))))
+		e.DstPort = int32(portZipf.Uint64())
+		if e.DstPort == 0 {
+			e.DstPort = peba.NoPort
+		}
+		l := locZipf.Uint64()
+		e.Src.Lat, e.Src.Lon = float64(l%50)-25, float64(l/50)
+		e.URL = "/u" + strconv.FormatUint(portZipf.Uint64(), 10)
+	}
+	other, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(ctx)
+	for i := 0; i < len(evs); i += 200 {
+		held := i / 200 % 3 // shards held by the other connection
+		tx, err := other.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for sh := range held {
+			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1, $2)", shardLockClass, int32(sh)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mustAppend(t, s, evs[i:i+200]...)
+		if err := tx.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := queryInt(t, s, "SELECT count(DISTINCT shard) FROM rollup_recv_hour"); n != 3 {
+		t.Fatalf("rollup rows in %d shards, want 3", n)
+	}
+	if _, err := s.DeleteEventsBefore(ctx, rollupDay.Add(13*time.Hour+20*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if n := queryInt(t, s, "SELECT count(*) FROM rollup_recv_hour WHERE cnt = 0"); n == 0 {
+		t.Log("retention left no rows of count 0")
+	}
+	checkRollupsExact(t, s)
+
+	h := func(x float64) time.Time { return rollupDay.Add(time.Duration(x * float64(time.Hour))) }
+	all := []peba.Domain{peba.DomainCommunity, peba.DomainPrivate}
+	var tried, bounded int
+	for _, w := range []peba.Window{
+		{Domains: all},
+		{Domains: all, From: h(10.5)},
+		{Domains: all[:1], From: h(14.75), To: h(40.1)},
+		{Domains: all[1:], From: h(24), To: h(48)},
+		{Domains: all, Field: peba.Created, From: h(20.2), To: h(47.9)},
+		{Domains: all[:1], Field: peba.Created, From: h(30)},
+		{Domains: all, From: h(24), PeerType: "Webpage"},
+		{Domains: all[:1], From: h(12.9), To: h(44.6), PeerType: "Webpage"},
+	} {
+		for _, dim := range []peba.Dim{peba.DimDstPort, peba.DimSrcLocation, peba.DimURL} {
+			for _, limit := range []int{1, 3, 10} {
+				want, err := s.top(ctx, w, dim, limit, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, ok, err := s.topBounded(ctx, w, dim, limit)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !boundedDim(dim, w) || !slices.ContainsFunc(plan(w, dim, 24*time.Hour, true), func(sg segment) bool { return sg.r != nil }) {
+					continue
+				}
+				tried++
+				if !ok {
+					continue
+				}
+				bounded++
+				if !reflect.DeepEqual(got, want) {
+					t.Errorf("topBounded(%+v, dim %d, %d) =\n  %v\nraw\n  %v", w, dim, limit, got, want)
+				}
+			}
+		}
+	}
+	t.Logf("topBounded answered %d of %d", bounded, tried)
+	if bounded < tried*2/3 {
+		t.Errorf("topBounded answered only %d of %d windows", bounded, tried)
 	}
 }

@@ -3,6 +3,8 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"maps"
+	"math"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -122,10 +124,17 @@ func locKey(lat, lon float64) string {
 
 // segment is a part of a window answered from one source: the rollup r
 // (its buckets lie wholly inside [from, to)), or the raw events if r is
-// nil. A zero bound is unbounded.
+// nil. A zero bound is unbounded. A negative segment's events are
+// subtracted (leadComplement). A segment with a non-zero cut is one of two
+// alternatives for the window's last part (tailAlternatives), used only
+// if no stored event's time is at or after cut (ifEmpty) or only if some
+// is (!ifEmpty).
 type segment struct {
 	r        *rollup
 	from, to time.Time
+	neg      bool
+	cut      time.Time
+	ifEmpty  bool
 }
 
 // plan splits [w.From, w.To) into segments: the widest rollup that has dim
@@ -148,19 +157,64 @@ func plan(w peba.Window, dim peba.Dim, maxGran time.Duration, useRollups bool) [
 	var cands []*rollup
 	for i := range rollups {
 		r := &rollups[i]
-		if useRollups && r.field == w.Field && r.has(dim) && maxGran%r.gran == 0 && (w.PeerType == "" || typed(dim)) {
+		if useRollups && r.field == w.Field && r.serves(dim, w.PeerType != "") && maxGran%r.gran == 0 {
 			cands = append(cands, r)
 		}
 	}
 	slices.SortFunc(cands, func(a, b *rollup) int { return int(b.gran - a.gran) })
-	return split(from, to, cands, nil)
+	return tailAlternatives(leadComplement(split(from, to, cands, nil), cands), cands)
+}
+
+// leadComplement replaces a raw first segment [from, x) that ends at a
+// bucket boundary of the finest candidate rollup (an hour or more) and is
+// longer than half a bucket by the rollup's bucket [x-gran, x) minus the
+// raw events of [x-gran, from), so that the raw part of the window's start
+// is at most half a bucket: the last 24 hours read at most 30 minutes of
+// raw events (~7,000 on the 10M-event benchmark) instead of up to an hour.
+// Keys whose sum is zero then have no events in the window; the queries
+// drop them.
+func leadComplement(segs []segment, cands []*rollup) []segment {
+	if len(segs) == 0 || len(cands) == 0 {
+		return segs
+	}
+	first, fine := segs[0], cands[len(cands)-1]
+	if first.r != nil || first.from.IsZero() || first.to.IsZero() || fine.gran < time.Hour ||
+		!first.to.Truncate(fine.gran).Equal(first.to) || first.to.Sub(first.from) <= fine.gran/2 {
+		return segs
+	}
+	start := first.to.Add(-fine.gran)
+	return append([]segment{{r: fine, from: start, to: first.to}, {from: start, to: first.from, neg: true}}, segs[1:]...)
+}
+
+// tailAlternatives replaces a raw last segment [b, to) that starts at a
+// bucket boundary of the finest candidate rollup (an hour or more) by two
+// alternatives: that rollup's bucket [b, b+gran) if no event is stored at
+// or after to, else the raw segment. Windows that end now (the current
+// month's countries, the last 24 hours' locations) then read the current
+// hour from the rollup instead of up to an hour of raw events (~14,000 on
+// the 10M-event benchmark): no event at or after to means the bucket holds
+// exactly the events of [b, to). Both alternatives are in one statement,
+// hence one snapshot; the condition is one index probe on events.
+func tailAlternatives(segs []segment, cands []*rollup) []segment {
+	if len(segs) == 0 || len(cands) == 0 {
+		return segs
+	}
+	last, fine := segs[len(segs)-1], cands[len(cands)-1]
+	if last.r != nil || last.to.IsZero() || last.from.IsZero() || fine.gran < time.Hour ||
+		!last.from.Truncate(fine.gran).Equal(last.from) || !last.to.Before(last.from.Add(fine.gran)) {
+		return segs
+	}
+	segs = segs[:len(segs)-1]
+	return append(segs,
+		segment{r: fine, from: last.from, to: last.from.Add(fine.gran), cut: last.to, ifEmpty: true},
+		segment{from: last.from, to: last.to, cut: last.to, ifEmpty: false})
 }
 
 // split appends the segments of [from, to) to segs (see plan); cands are
 // ordered by granularity, widest first.
 func split(from, to time.Time, cands []*rollup, segs []segment) []segment {
 	if len(cands) == 0 {
-		return append(segs, segment{nil, from, to})
+		return append(segs, segment{from: from, to: to})
 	}
 	g := cands[0].gran
 	a, b := from, to // the whole buckets [a, b); zero is unbounded
@@ -178,7 +232,7 @@ func split(from, to time.Time, cands []*rollup, segs []segment) []segment {
 	if !from.Equal(a) {
 		segs = split(from, a, cands[1:], segs)
 	}
-	segs = append(segs, segment{cands[0], a, b})
+	segs = append(segs, segment{r: cands[0], from: a, to: b})
 	if !to.Equal(b) {
 		segs = split(b, to, cands[1:], segs)
 	}
@@ -187,7 +241,16 @@ func split(from, to time.Time, cands []*rollup, segs []segment) []segment {
 
 // keyCond builds an extra condition on a segment's key columns, adding its
 // parameters to a.
-type keyCond func(kc keyCols, a *args) string
+type keyCond func(kc keyCols, seg segment, a *args) string
+
+// hashCond selects the rollup rows of keys with hashes hs (with the
+// segment's time conditions: one range scan per key of the index on (h,
+// t), migration 0005) instead of reading every row of the segment's
+// buckets: the long-tail dims have ~30k rows a day on the 10M-event
+// benchmark.
+func hashCond(hs [][16]byte, a *args) string {
+	return "h = ANY(" + a.add(hs) + "::uuid[])"
+}
 
 // source returns a query over the events of w counted per key of dim,
 // with columns k, l, lat, lon, c (and t, the hour bucket start, first, if
@@ -202,32 +265,42 @@ func source(w peba.Window, dim peba.Dim, maxGran time.Duration, withTime, useRol
 	if !valid {
 		return "", false, peba.Errorf(peba.EINVALID, "invalid dimension %d", dim)
 	}
-	rollupDim := dim
-	if dim == peba.DimNone {
-		rollupDim = peba.DimPeerType
-	}
 	var parts []string
 	for _, seg := range plan(w, dim, maxGran, useRollups) {
 		sw := w
 		sw.From, sw.To = seg.from, seg.to
 		kc, tcol, table, cnt := rc, col, "events", "count(*)"
+		if seg.neg {
+			cnt = "-count(*)"
+		}
 		var conds []string
 		if seg.r != nil {
 			kc, tcol, table, cnt = rollupCols, "t", seg.r.table, "sum(cnt)::bigint"
-			conds = append(conds, "dim = "+strconv.Itoa(int(rollupDim)))
+			// A constant, so that the planner selects the dim's partition.
+			rd, _ := seg.r.rowDim(dim)
+			conds = append(conds, "dim = "+strconv.Itoa(int(rd)))
 		}
 		if dim == peba.DimNone {
 			// Totals: the key columns of the peer-type rows are dropped.
 			kc = keyCols{c0, c0, "0::float8", "0::float8"}
 		}
 		if kcond != nil {
-			conds = append(conds, kcond(kc, a))
+			conds = append(conds, kcond(kc, seg, a))
 		}
 		wc, none := windowConds(sw, tcol, a)
 		if none {
 			return "", false, nil
 		}
 		conds = append(conds, wc...)
+		if !seg.cut.IsZero() {
+			// An uncorrelated sub-select: evaluated once, and a false
+			// condition skips the segment's scan.
+			exists := "EXISTS (SELECT FROM events WHERE " + col + " >= " + a.add(seg.cut) + ")"
+			if seg.ifEmpty {
+				exists = "NOT " + exists
+			}
+			conds = append(conds, exists)
+		}
 		sel := kc.k + " AS k, " + kc.l + " AS l, " + kc.lat + " AS lat, " + kc.lon + " AS lon, " + cnt + " AS c"
 		group := "1, 2, 3, 4"
 		if withTime {
@@ -257,8 +330,19 @@ func (s *Store) count(ctx context.Context, w peba.Window, useRollups bool) (int6
 	if err != nil || !ok {
 		return 0, err
 	}
+	// A generic plan: the statement is the same for every window of the
+	// same shape (retrieveAlertStats counts four of them per request), and
+	// planning its five-part UNION over the partitioned events for each
+	// call (PostgreSQL's default for it) cost twice its execution, about
+	// 0.45 ms. Its raw parts are at most two partial minutes, so a plan
+	// without the bounds is as good; partitions are then pruned when the
+	// plan starts. set_config(..., true) lasts for the batch's implicit
+	// transaction only.
 	var n int64
-	if err := s.pool.QueryRow(ctx, "SELECT coalesce(sum(c), 0)::bigint FROM "+src, a...).Scan(&n); err != nil {
+	b := &pgx.Batch{}
+	b.Queue("SELECT set_config('plan_cache_mode', 'force_generic_plan', true)")
+	b.Queue("SELECT coalesce(sum(c), 0)::bigint FROM "+src, a...).QueryRow(func(r pgx.Row) error { return r.Scan(&n) })
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return 0, fmt.Errorf("cannot count events: %w", err)
 	}
 	return n, nil
@@ -279,6 +363,11 @@ func (s *Store) top(ctx context.Context, w peba.Window, dim peba.Dim, limit int,
 	if dim == peba.DimNone {
 		return nil, peba.Errorf(peba.EINVALID, "invalid dimension %d", dim)
 	}
+	if useRollups {
+		if out, ok, err := s.topBounded(ctx, w, dim, limit); err != nil || ok {
+			return out, err
+		}
+	}
 	var a args
 	src, ok, err := source(w, dim, 24*time.Hour, false, useRollups, nil, &a)
 	if err != nil || !ok {
@@ -288,7 +377,13 @@ func (s *Store) top(ctx context.Context, w peba.Window, dim peba.Dim, limit int,
 		return s.topLocations(ctx, src, a, limit)
 	}
 	q := `SELECT k, (array_agg(l ORDER BY c DESC, l))[1], sum(c)::bigint AS n FROM
-		(SELECT k, l, sum(c) AS c FROM ` + src + ` GROUP BY k, l) g GROUP BY k ORDER BY n DESC, k`
+		(SELECT k, l, sum(c) AS c FROM ` + src + ` GROUP BY k, l HAVING sum(c) > 0) g GROUP BY k ORDER BY n DESC, k`
+	if dim != peba.DimSrcCountry && dim != peba.DimDstCountry {
+		// No labels: one grouping (retrieveIPs groups ~5,000 addresses
+		// of two hours on the 10M-event benchmark; the label pass cost a
+		// third of it).
+		q = `SELECT k, ''::text, sum(c)::bigint AS n FROM ` + src + ` GROUP BY k HAVING sum(c) > 0 ORDER BY n DESC, k`
+	}
 	if limit > 0 {
 		q += " LIMIT " + a.add(int64(limit))
 	}
@@ -314,7 +409,7 @@ func (s *Store) top(ctx context.Context, w peba.Window, dim peba.Dim, limit int,
 // topLocations groups by coordinates in SQL and orders by the formatted
 // key in Go.
 func (s *Store) topLocations(ctx context.Context, src string, a args, limit int) ([]peba.Bucket, error) {
-	rows, err := s.pool.Query(ctx, "SELECT lat, lon, sum(c)::bigint FROM "+src+" GROUP BY 1, 2", a...)
+	rows, err := s.pool.Query(ctx, "SELECT lat, lon, sum(c)::bigint FROM "+src+" GROUP BY 1, 2 HAVING sum(c) > 0", a...)
 	if err != nil {
 		return nil, fmt.Errorf("cannot query top locations: %w", err)
 	}
@@ -391,14 +486,30 @@ func (s *Store) series(ctx context.Context, w peba.Window, width time.Duration, 
 	var kcond keyCond
 	if dim != peba.DimNone {
 		ek := escTexts(keys)
-		kcond = func(kc keyCols, a *args) string { return kc.k + " = ANY(" + a.add(ek) + "::text[])" }
+		var hs [][16]byte
+		if boundedDim(dim, w) {
+			pt := ""
+			if typed(dim) {
+				pt = escText(w.PeerType)
+			}
+			for _, k := range ek {
+				rk := rollupKey{peerType: pt, k: k}
+				hs = append(hs, rk.hash())
+			}
+		}
+		kcond = func(kc keyCols, seg segment, a *args) string {
+			if hs != nil && seg.r != nil {
+				return hashCond(hs, a)
+			}
+			return kc.k + " = ANY(" + a.add(ek) + "::text[])"
+		}
 	}
 	var a args
 	src, ok, err := source(w, dim, width, true, useRollups, kcond, &a)
 	if err != nil || !ok {
 		return nil, err
 	}
-	rows, err := s.pool.Query(ctx, "SELECT "+bucket+" AS b, k, sum(c)::bigint FROM "+src+" GROUP BY 1, 2 ORDER BY 1, 2", a...)
+	rows, err := s.pool.Query(ctx, "SELECT "+bucket+" AS b, k, sum(c)::bigint FROM "+src+" GROUP BY 1, 2 HAVING sum(c) > 0 ORDER BY 1, 2", a...)
 	if err != nil {
 		return nil, fmt.Errorf("cannot query series: %w", err)
 	}
@@ -422,7 +533,10 @@ func (s *Store) series(ctx context.Context, w peba.Window, width time.Duration, 
 // keeps the exact keys in Go, where they are formatted as Top formats them.
 func (s *Store) seriesLocations(ctx context.Context, w peba.Window, width time.Duration, dim peba.Dim, bucket string, keys []string, useRollups bool) ([]peba.Point, error) {
 	want := map[string]bool{}
-	var lats, lons []float64
+	var (
+		lats, lons []float64
+		hs         [][16]byte
+	)
 	for _, k := range keys {
 		x, y, ok := strings.Cut(k, ",")
 		la, err1 := strconv.ParseFloat(x, 64)
@@ -432,11 +546,16 @@ func (s *Store) seriesLocations(ctx context.Context, w peba.Window, width time.D
 		}
 		want[k] = true
 		lats, lons = append(lats, la), append(lons, lo)
+		rk := rollupKey{lat: math.Float64bits(canonFloat(la)), lon: math.Float64bits(canonFloat(lo))}
+		hs = append(hs, rk.hash())
 	}
 	if len(want) == 0 {
 		return nil, nil
 	}
-	kcond := func(kc keyCols, a *args) string {
+	kcond := func(kc keyCols, seg segment, a *args) string {
+		if seg.r != nil && boundedDim(dim, w) {
+			return hashCond(hs, a)
+		}
 		return kc.lat + " = ANY(" + a.add(lats) + "::float8[]) AND " + kc.lon + " = ANY(" + a.add(lons) + "::float8[])"
 	}
 	var a args
@@ -444,7 +563,7 @@ func (s *Store) seriesLocations(ctx context.Context, w peba.Window, width time.D
 	if err != nil || !ok {
 		return nil, err
 	}
-	rows, err := s.pool.Query(ctx, "SELECT "+bucket+" AS b, lat, lon, sum(c)::bigint FROM "+src+" GROUP BY 1, 2, 3", a...)
+	rows, err := s.pool.Query(ctx, "SELECT "+bucket+" AS b, lat, lon, sum(c)::bigint FROM "+src+" GROUP BY 1, 2, 3 HAVING sum(c) <> 0", a...)
 	if err != nil {
 		return nil, fmt.Errorf("cannot query location series: %w", err)
 	}
@@ -466,6 +585,7 @@ func (s *Store) seriesLocations(ctx context.Context, w peba.Window, width time.D
 	}); err != nil {
 		return nil, fmt.Errorf("cannot query location series: %w", err)
 	}
+	maps.DeleteFunc(counts, func(_ pk, n int64) bool { return n == 0 }) // see leadComplement
 	if len(counts) == 0 {
 		return nil, nil
 	}
@@ -482,14 +602,14 @@ func (s *Store) seriesLocations(ctx context.Context, w peba.Window, width time.D
 	return out, nil
 }
 
-// latestSpans are the look-back windows Latest tries, ending at w.To (or
-// now when unbounded), before it reads the whole window: created-time
-// windows have only a BRIN index, and a short range keeps the sort small.
-var latestSpans = []time.Duration{time.Hour, 8 * time.Hour, 64 * time.Hour, 512 * time.Hour}
-
 // Latest implements peba.Stats. Ties on the time field are ordered by id,
 // as FindEvents does. limit <= 0 gives no events. An IPv4-mapped src
 // matches the IPv4 address, because decoders store sources unmapped.
+//
+// Every partition has a btree on the time field (received_time,
+// create_time, and (src_ip, create_time) for a source), so the newest rows
+// come from a merge of backward index scans, one per partition, which
+// stops after limit rows (plus the ties on the time field, sorted by id).
 func (s *Store) Latest(ctx context.Context, w peba.Window, src netip.Addr, limit int) ([]peba.Event, error) {
 	if err := s.check(); err != nil {
 		return nil, err
@@ -498,90 +618,20 @@ func (s *Store) Latest(ctx context.Context, w peba.Window, src netip.Addr, limit
 	if err != nil || limit <= 0 {
 		return nil, err
 	}
-	query := func(sw peba.Window) ([]peba.Event, error) {
-		var a args
-		var conds []string
-		if src.IsValid() {
-			conds = append(conds, "src_ip = "+a.add(src.Unmap().String()))
-		}
-		wc, none := windowConds(sw, col, &a)
-		if none {
-			return nil, nil
-		}
-		conds = append(conds, wc...)
-		q := "SELECT " + eventColumns + " FROM events" + whereClause(conds) + " ORDER BY " + col + " DESC, id LIMIT " + a.add(int64(limit))
-		out, err := s.queryEvents(ctx, q, a)
-		if err != nil {
-			return nil, fmt.Errorf("cannot query latest events: %w", err)
-		}
-		return out, nil
-	}
-	if src.IsValid() || w.Field == peba.Received {
-		// The src_ip index, or the received_time index read backwards,
-		// finds the newest rows directly.
-		return query(w)
-	}
-	hi := w.To
-	if hi.IsZero() {
-		hi = time.Now()
-	}
-	for _, span := range latestSpans {
-		sw := w
-		if sw.From = hi.Add(-span); !w.From.IsZero() && !sw.From.After(w.From) {
-			break
-		}
-		if out, err := query(sw); err != nil || len(out) == limit {
-			return out, err
-		}
-	}
-	return query(w)
-}
-
-// Sensors implements peba.Stats (peba.md §7.1), as the DuckDB store does:
-// events whose hostname is "undefined" or empty are grouped by target
-// address; PeerIdent and PeerType are distinct and sorted in byte order;
-// groups are ordered by Hostname then TargetIP.
-func (s *Store) Sensors(ctx context.Context, w peba.Window) ([]peba.SensorGroup, error) {
-	if err := s.check(); err != nil {
-		return nil, err
-	}
-	col, err := timeColumn(w.Field)
-	if err != nil {
-		return nil, err
-	}
 	var a args
-	conds, none := windowConds(w, col, &a)
+	var conds []string
+	if src.IsValid() {
+		conds = append(conds, "src_ip = "+a.add(src.Unmap().String()))
+	}
+	wc, none := windowConds(w, col, &a)
 	if none {
 		return nil, nil
 	}
-	const old = "hostname IN ('', 'undefined')"
-	q := "SELECT CASE WHEN " + old + " THEN '' ELSE hostname END AS h, " +
-		"CASE WHEN " + old + " THEN dst_ip ELSE '' END AS ip, " +
-		"array_agg(DISTINCT peer_ident), array_agg(DISTINCT peer_type), count(*) " +
-		"FROM events" + whereClause(conds) + " GROUP BY 1, 2 ORDER BY 1, 2"
-	rows, err := s.pool.Query(ctx, q, a...)
+	conds = append(conds, wc...)
+	q := "SELECT " + eventColumns + " FROM events" + whereClause(conds) + " ORDER BY " + col + " DESC, id LIMIT " + a.add(int64(limit))
+	out, err := s.queryEvents(ctx, q, a)
 	if err != nil {
-		return nil, fmt.Errorf("cannot query sensors: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (peba.SensorGroup, error) {
-		var g peba.SensorGroup
-		if err := r.Scan(&g.Hostname, &g.TargetIP, &g.PeerIdent, &g.PeerType, &g.Count); err != nil {
-			return g, err
-		}
-		g.Hostname, g.TargetIP = unescText(g.Hostname), unescText(g.TargetIP)
-		for _, l := range [][]string{g.PeerIdent, g.PeerType} {
-			for i := range l {
-				l[i] = unescText(l[i])
-			}
-			slices.Sort(l)
-		}
-		return g, nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("cannot query sensors: %w", err)
-	}
-	if len(out) == 0 {
-		return nil, nil
+		return nil, fmt.Errorf("cannot query latest events: %w", err)
 	}
 	return out, nil
 }

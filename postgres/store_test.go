@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"net/netip"
@@ -219,15 +220,13 @@ func TestPartitionsAndRetention(t *testing.T) {
 // rows for keys without events and no row with a count <= 0.
 func checkRollupsExact(t *testing.T, s *Store) {
 	t.Helper()
+	checkSensorRollupExact(t, s)
 	ctx := context.Background()
 	for i := range rollups {
 		r := &rollups[i]
-		col, unit := "received_time", "hour"
+		col, unit := "received_time", truncUnit(r.gran)
 		if r.field == peba.Created {
 			col = "create_time"
-		}
-		if r.gran == 24*time.Hour {
-			unit = "day"
 		}
 		want := rollupDelta{}
 		for _, dim := range r.dims {
@@ -265,7 +264,7 @@ func checkRollupsExact(t *testing.T, s *Store) {
 			if h != k.hash() {
 				t.Errorf("%s: row %+v has h %x, want %x", r.table, k, h, k.hash())
 			}
-			if n <= 0 {
+			if n < 0 {
 				t.Errorf("%s: row %+v has count %d", r.table, k, n)
 			}
 			got[k] += n // summed over the shards
@@ -273,6 +272,14 @@ func checkRollupsExact(t *testing.T, s *Store) {
 		}); err != nil {
 			t.Fatal(err)
 		}
+		// Rows of count 0 (other shards of a key that retention
+		// folded) are only allowed next to a positive row of the key.
+		maps.DeleteFunc(got, func(k rollupKey, n int64) bool {
+			if n == 0 {
+				t.Errorf("%s: key %+v has only rows of count 0", r.table, k)
+			}
+			return n == 0
+		})
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: %d rows, want %d", r.table, len(got), len(want))
 			for k, n := range want {
@@ -284,6 +291,82 @@ func checkRollupsExact(t *testing.T, s *Store) {
 				if _, ok := want[k]; !ok {
 					t.Errorf("  %+v: %d, want no row", k, n)
 				}
+			}
+		}
+	}
+}
+
+// checkSensorRollupExact compares the sensor rollup (merged over shards)
+// with the sensor groups of the raw events, per day and domain, and
+// checks each row's h.
+func checkSensorRollupExact(t *testing.T, s *Store) {
+	t.Helper()
+	ctx := context.Background()
+	type row struct {
+		idents, types []string
+		n             int64
+	}
+	read := func(q string, checkHash bool) map[string]row {
+		rows, err := s.pool.Query(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]row{}
+		var (
+			day           time.Time
+			community     bool
+			h             [16]byte
+			host, ip      string
+			idents, types []string
+			n             int64
+		)
+		if _, err := pgx.ForEachRow(rows, []any{&day, &community, &h, &host, &ip, &idents, &types, &n}, func() error {
+			if checkHash && h != sensorHash(host, ip) {
+				t.Errorf("rollup_sensor_day: row %s %q %q has h %x, want %x", day, host, ip, h, sensorHash(host, ip))
+			}
+			if checkHash {
+				// Sensors reads a group of one row without merging.
+				for _, l := range [][]string{idents, types} {
+					for i := 1; i < len(l); i++ {
+						if l[i-1] >= l[i] {
+							t.Errorf("rollup_sensor_day: row %s %q %q: %q is not distinct and sorted", day, host, ip, l)
+							break
+						}
+					}
+				}
+			}
+			k := fmt.Sprintf("%s %t %q %q", day.Format(time.RFC3339), community, host, ip)
+			r := out[k]
+			r.idents = append(r.idents, idents...)
+			r.types = append(r.types, types...)
+			r.n += n
+			out[k] = r
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for k, r := range out {
+			slices.Sort(r.idents)
+			slices.Sort(r.types)
+			r.idents, r.types = slices.Compact(r.idents), slices.Compact(r.types)
+			out[k] = r
+		}
+		return out
+	}
+	got := read("SELECT t, community, h, host, ip, peer_idents, peer_types, cnt FROM rollup_sensor_day", true)
+	want := read(`SELECT date_trunc('day', received_time), community, '00000000-0000-0000-0000-000000000000'::uuid,
+		`+sensorHostSQL+`, `+sensorIPSQL+`, array_agg(DISTINCT peer_ident), array_agg(DISTINCT peer_type), count(*)
+		FROM events GROUP BY 1, 2, 4, 5`, false)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("rollup_sensor_day: %d groups, want %d", len(got), len(want))
+		for k, r := range want {
+			if !reflect.DeepEqual(got[k], r) {
+				t.Errorf("  %s: %+v, want %+v", k, got[k], r)
+			}
+		}
+		for k, r := range got {
+			if _, ok := want[k]; !ok {
+				t.Errorf("  %s: %+v, want no row", k, r)
 			}
 		}
 	}
@@ -482,12 +565,17 @@ func TestRollupShards(t *testing.T) {
 	}
 	checkRollupsExact(t, s)
 
-	// Retention within the hour: e1 goes, the key's two rows become one.
+	// Retention within the hour: e1 goes, the key's count is folded into
+	// its first row; the other shard's row stays with count 0 (it records
+	// that the shard wrote the bucket, see topBounded).
 	if n, err := s.DeleteEventsBefore(ctx, e2.ReceivedTime); err != nil || n != 1 {
 		t.Fatalf("DeleteEventsBefore = %d, %v; want 1", n, err)
 	}
-	if n := queryInt(t, s, "SELECT count(*) FROM rollup_recv_hour WHERE dim = 1"); n != 1 {
-		t.Errorf("%d rows for the peer type after retention, want 1 (folded)", n)
+	if n := queryInt(t, s, "SELECT count(*) FROM rollup_recv_hour WHERE dim = 1 AND cnt > 0"); n != 1 {
+		t.Errorf("%d rows with events for the peer type after retention, want 1 (folded)", n)
+	}
+	if n := queryInt(t, s, "SELECT count(*) FROM rollup_recv_hour WHERE dim = 1"); n != 2 {
+		t.Errorf("%d rows for the peer type after retention, want 2 (one of count 0)", n)
 	}
 	checkRollupsExact(t, s)
 }

@@ -11,6 +11,11 @@
 # rate limits off. pg3 runs three `bench ingest` processes (3 + 3 + 2
 # clients, one per node) and sums their alerts/s; the others run 8 clients.
 # At the end it prints count(*) and count(DISTINCT id) of the stored events.
+#
+# Diagnostics (PostgreSQL modes): PPROF=1 gives node i -debugaddr
+# 127.0.0.1:1610i (net/http/pprof); WAITS=1 samples pg_stat_activity of the
+# benchmark database every 0.2 s during the run and prints how often each
+# state / wait event / statement was seen among the active backends.
 set -u
 MODE=$1
 DUR=${2:-20s}
@@ -22,7 +27,11 @@ PIDS=()
 start() { # addr, extra flags
 	local addr=$1
 	shift
-	"$BIN" serve -bindhost "$addr" -loglevel warn -ratelimit_address 0 -ratelimit_sensor 0 -datadir "$TMP/data" "$@" 2>>"$TMP/serve.log" &
+	local dbg=()
+	if [ "${PPROF:-}" = 1 ]; then
+		dbg=(-debugaddr "127.0.0.1:1610$((${#PIDS[@]} + 1))")
+	fi
+	"$BIN" serve -bindhost "$addr" -loglevel warn -ratelimit_address 0 -ratelimit_sensor 0 -datadir "$TMP/data" "${dbg[@]}" "$@" 2>>"$TMP/serve.log" &
 	PIDS+=($!)
 }
 if [ "$MODE" = duck ]; then
@@ -38,6 +47,14 @@ else
 fi
 sleep 3
 uptime
+if [ "${WAITS:-}" = 1 ] && [ "$MODE" != duck ]; then
+	(while true; do
+		psql "$DSN" -Atc "SELECT state, coalesce(wait_event_type || ':' || wait_event, 'CPU'), left(regexp_replace(query, '\s+', ' ', 'g'), 60)
+			FROM pg_stat_activity WHERE datname = 'peba_bench' AND state <> 'idle' AND pid <> pg_backend_pid()" >>"$TMP/waits"
+		sleep 0.2
+	done) &
+	WAITPID=$!
+fi
 if [ "$MODE" = pg3 ]; then
 	B=()
 	for i in 1 2 3; do
@@ -53,6 +70,11 @@ else
 	"$BIN" bench ingest -url http://127.0.0.1:19101/ews-0.1/alert/postSimpleMessage -duration "$DUR" -clients 8
 fi
 uptime
+if [ -n "${WAITPID:-}" ]; then
+	kill "$WAITPID"
+	echo "pg_stat_activity samples (active backends: count, state|wait|statement):"
+	sort "$TMP/waits" | uniq -c | sort -rn | head -15
+fi
 kill -TERM "${PIDS[@]}"
 wait "${PIDS[@]}"
 if [ "$MODE" != duck ]; then

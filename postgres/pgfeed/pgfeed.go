@@ -4,12 +4,14 @@
 //
 // The PostgreSQL store writes, in every AppendEvents transaction that
 // inserted events, one live_feed row (seq, created, events: the inserted
-// events as JSON) and NOTIFYs channel peba_live_feed with the seq. Because
-// both are in the committing transaction, a committed event always has its
-// row, even if the node dies right after the commit. A Listener on every
-// node (the committing one included: ingest's OnCommit does not publish in
-// this mode) LISTENs, fetches each notified row and publishes its events to
-// the node's hub.
+// events in the store's encoding, see Options.Decode), and after the commit
+// NOTIFYs channel peba_live_feed with the seq (not in the transaction: a
+// NOTIFY makes commits wait for each other across the cluster, see
+// postgres.Store.notifyFeed). Because the row is in the committing
+// transaction, a committed event always has its row, even if the node dies
+// right after the commit. A Listener on every node (the committing one
+// included: ingest's OnCommit does not publish in this mode) LISTENs,
+// fetches each notified row and publishes its events to the node's hub.
 //
 // Each row is published once per node:
 //
@@ -17,6 +19,10 @@
 //     (re)connect the Listener first LISTENs, then scans live_feed for rows
 //     it has not seen, so a row is either notified or found by the scan (or
 //     both);
+//   - a notification can also be lost for good (the committing node died
+//     before sending it), so every SweepInterval the Listener reads the
+//     seqs of the rows created since the horizon and publishes those it has
+//     not seen (the row arrives up to SweepInterval late);
 //   - seqs come from a sequence, whose order is not commit order (a
 //     transaction holding seq 10 may commit after the one holding 11), so
 //     "everything above the last seq" is not a complete catch-up. The scan
@@ -40,6 +46,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -81,6 +88,12 @@ type Options struct {
 	// PingInterval: after this long without a notification the connection
 	// is checked, so a silently dead one is noticed. Default 15 s.
 	PingInterval time.Duration
+	// SweepInterval: this often the Listener also reads the seqs of the
+	// rows created since the horizon and publishes those it has not seen.
+	// The store notifies after its commit (postgres.Store.notifyFeed), so
+	// a node that dies in between leaves a committed row that nobody is
+	// told about; the sweep publishes it within SweepInterval. Default 2 s.
+	SweepInterval time.Duration
 	// MinBackoff, MaxBackoff bound the reconnect delay, which doubles after
 	// each failed attempt (with jitter). Defaults 100 ms and 10 s.
 	MinBackoff, MaxBackoff time.Duration
@@ -130,6 +143,9 @@ func New(opt Options) *Listener {
 	if opt.PingInterval <= 0 {
 		opt.PingInterval = 15 * time.Second
 	}
+	if opt.SweepInterval <= 0 {
+		opt.SweepInterval = 2 * time.Second
+	}
 	if opt.MinBackoff <= 0 {
 		opt.MinBackoff = 100 * time.Millisecond
 	}
@@ -153,7 +169,7 @@ func New(opt Options) *Listener {
 		mEvents: counter("peba_livefeed_pg_events_total",
 			"Events published to this node's hub from live_feed rows."),
 		mCaught: counter("peba_livefeed_pg_catchup_rows_total",
-			"live_feed rows found by the scan after a (re)connect that had not been notified."),
+			"live_feed rows found by the scan after a (re)connect or by the periodic sweep that had not been notified."),
 		mReconnects: counter("peba_livefeed_pg_reconnects_total",
 			"Connections of the live feed listener after the first."),
 		mMissing: counter("peba_livefeed_pg_missing_rows_total",
@@ -253,8 +269,20 @@ func (l *Listener) session(ctx context.Context) (connected bool, err error) {
 	l.readyO.Do(func() { close(l.ready) })
 
 	seqs := make([]int64, 0, 64)
+	nextSweep, nextPing := time.Now().Add(l.opt.SweepInterval), time.Now().Add(l.opt.PingInterval)
 	for {
-		wctx, cancel := context.WithTimeout(ctx, l.opt.PingInterval)
+		if !time.Now().Before(nextSweep) {
+			// Due even while notifications keep arriving.
+			if err := l.sweep(ctx, conn); err != nil {
+				return true, fmt.Errorf("sweep: %w", err)
+			}
+			nextSweep, nextPing = time.Now().Add(l.opt.SweepInterval), time.Now().Add(l.opt.PingInterval)
+		}
+		deadline := nextSweep
+		if nextPing.Before(deadline) {
+			deadline = nextPing
+		}
+		wctx, cancel := context.WithDeadline(ctx, deadline)
 		n, err := conn.WaitForNotification(wctx)
 		cancel()
 		if err != nil {
@@ -262,16 +290,21 @@ func (l *Listener) session(ctx context.Context) (connected bool, err error) {
 				return true, ctx.Err()
 			}
 			if errors.Is(err, context.DeadlineExceeded) || pgconnTimeout(err) {
+				if time.Now().Before(nextPing) {
+					continue // time to sweep
+				}
 				// Quiet period: make sure the connection is alive.
 				pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 				err = conn.Ping(pctx)
 				cancel()
 				if err == nil {
+					nextPing = time.Now().Add(l.opt.PingInterval)
 					continue
 				}
 			}
 			return true, err
 		}
+		nextPing = time.Now().Add(l.opt.PingInterval)
 		l.mNotify.Inc()
 		seq, err := strconv.ParseInt(n.Payload, 10, 64)
 		if err != nil {
@@ -338,6 +371,35 @@ func (l *Listener) catchUp(ctx context.Context, conn *pgx.Conn) error {
 	l.mCaught.Add(float64(caught))
 	if caught > 0 {
 		l.log.Info("Live feed caught up after (re)connecting", "rows", caught)
+	}
+	return err
+}
+
+// sweep publishes the rows created since the horizon that were not seen:
+// rows whose notification was lost (see Options.SweepInterval). It reads
+// only their seqs first, so a sweep of a busy minute moves no event data
+// that was published already.
+func (l *Listener) sweep(ctx context.Context, conn *pgx.Conn) error {
+	rows, err := conn.Query(ctx, `SELECT seq FROM live_feed WHERE created >= $1`, l.horizon)
+	if err != nil {
+		return err
+	}
+	all, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return err
+	}
+	missing := slices.DeleteFunc(all, func(s int64) bool { _, seen := l.seen[s]; return seen })
+	if len(missing) == 0 {
+		return nil
+	}
+	rows, err = conn.Query(ctx, `SELECT seq, created, events FROM live_feed WHERE seq = ANY($1) ORDER BY seq`, missing)
+	if err != nil {
+		return err
+	}
+	_, published, err := l.publishRows(rows)
+	l.mCaught.Add(float64(published))
+	if published > 0 {
+		l.log.Info("Live feed: published rows that were not notified", "rows", published)
 	}
 	return err
 }

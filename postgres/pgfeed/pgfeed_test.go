@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -72,7 +73,7 @@ func insertRow(t *testing.T, ctx context.Context, tx pgx.Tx, ids ...string) int6
 	b, _ := json.Marshal(evs)
 	var seq int64
 	err := tx.QueryRow(ctx, `WITH f AS (INSERT INTO live_feed (events) VALUES ($1) RETURNING seq)
-		SELECT seq FROM f, pg_notify('`+Channel+`', seq::text)`, string(b)).Scan(&seq)
+		SELECT seq FROM f, pg_notify('`+Channel+`', seq::text)`, b).Scan(&seq)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,6 +167,35 @@ func assertOnce(t *testing.T, got []string, want ...string) {
 	slices.Sort(w)
 	if !slices.Equal(s, w) {
 		t.Fatalf("published %v, want each of %v exactly once", got, want)
+	}
+}
+
+// A row whose notification never came (the store notifies after its
+// commit, and a node may die in between) is published by the sweep, once,
+// and so is a row whose notification arrives after the sweep found it.
+func TestSweepPublishesUnnotifiedRows(t *testing.T) {
+	dsn, pool := feedDB(t)
+	n := startListener(t, dsn, Options{SweepInterval: 100 * time.Millisecond})
+	ctx := context.Background()
+	var seq int64
+	if err := pool.QueryRow(ctx, `INSERT INTO live_feed (events) VALUES ($1) RETURNING seq`, []byte(`[{"ID":"lost"}]`)).Scan(&seq); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	assertOnce(t, n.rec.waitFor(t, 1), "lost")
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the unnotified row took %v", d)
+	}
+	// Its late notification changes nothing; the next row still arrives.
+	if _, err := pool.Exec(ctx, "SELECT pg_notify($1, $2)", Channel, strconv.FormatInt(seq, 10)); err != nil {
+		t.Fatal(err)
+	}
+	commitRow(t, pool, "next")
+	assertOnce(t, n.rec.waitFor(t, 2), "lost", "next")
+	time.Sleep(300 * time.Millisecond) // a few more sweeps
+	assertOnce(t, n.rec.got(), "lost", "next")
+	if c := n.counter(t, "peba_livefeed_pg_catchup_rows_total"); c < 1 {
+		t.Errorf("catch-up rows %v, want the swept row counted", c)
 	}
 }
 
