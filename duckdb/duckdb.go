@@ -64,6 +64,9 @@ type Store struct {
 	mu     sync.Mutex
 	wconn  *sql.Conn // the writer connection, used only with mu held
 	closed bool
+	srcIdx srcIndexState // guarded by mu (srcindex.go)
+	recent recentCache   // the newest events (recent.go)
+	times  recentTimes   // the received times of the last day (recent.go)
 }
 
 //go:embed migrations/*.sql
@@ -119,6 +122,7 @@ func Open(path string, opt Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("cannot open database %s: %w", path, err)
 	}
+	go s.warmRecent() // recent.go
 	return s, nil
 }
 

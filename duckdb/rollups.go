@@ -5,7 +5,9 @@ import (
 	"database/sql/driver"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	duckdbdriver "github.com/duckdb/duckdb-go/v2"
@@ -13,9 +15,10 @@ import (
 	"github.com/peba-go/peba"
 )
 
-// rollup describes one rollup table of 0002_rollups.sql: event counts per
-// bucket of gran on field, for each of dims (domain and peer type always
-// kept, so any Window's filters can be applied).
+// rollup describes one rollup table of 0002_rollups.sql and
+// 0003_rollups_split.sql: event counts per bucket of gran on field, for
+// each of dims (domain and peer type always kept, so any Window's filters
+// can be applied).
 type rollup struct {
 	table string
 	field peba.TimeField
@@ -23,16 +26,17 @@ type rollup struct {
 	dims  []peba.Dim
 }
 
-// rollups are the tables of 0002_rollups.sql. The dims follow the windows
-// the PEBA endpoints ask for (see the migration); other (field, dim) pairs
-// are answered from the raw events.
+// rollups are the uniform rollup tables. The dims follow the windows the
+// PEBA endpoints ask for (see the migrations); other (field, dim) pairs
+// are answered from the raw events. The day rows of the long tails (URLs,
+// ports) have a table of their own, so that month-wide queries of the
+// small dims do not read them (0003).
 var rollups = []rollup{
-	{"rollup_recv_hour", peba.Received, time.Hour,
-		[]peba.Dim{peba.DimPeerType, peba.DimSrcCountry, peba.DimDstCountry, peba.DimURL, peba.DimDstPort}},
-	{"rollup_recv_day", peba.Received, 24 * time.Hour,
-		[]peba.Dim{peba.DimPeerType, peba.DimSrcCountry, peba.DimDstCountry, peba.DimURL, peba.DimDstPort}},
-	{"rollup_created_hour", peba.Created, time.Hour,
-		[]peba.Dim{peba.DimPeerType, peba.DimSrcLocation, peba.DimDstLocation}},
+	{"rollup_recv_hour", peba.Received, time.Hour, []peba.Dim{peba.DimPeerType, peba.DimSrcCountry, peba.DimDstCountry, peba.DimURL, peba.DimDstPort}},
+	{"rollup_recv_day", peba.Received, 24 * time.Hour, []peba.Dim{peba.DimPeerType, peba.DimSrcCountry, peba.DimDstCountry}},
+	{"rollup_tail_day", peba.Received, 24 * time.Hour, []peba.Dim{peba.DimURL, peba.DimDstPort}},
+	{"rollup_created_hour", peba.Created, time.Hour, []peba.Dim{peba.DimPeerType, peba.DimSrcLocation, peba.DimDstLocation}},
+	{"rollup_created_day", peba.Created, 24 * time.Hour, []peba.Dim{peba.DimPeerType}},
 }
 
 // typed reports whether the rollup rows of dim keep the peer type, so that
@@ -60,7 +64,7 @@ func (r *rollup) has(dim peba.Dim) bool {
 
 // rollupKey is one row key of a rollup table, in its column order.
 type rollupKey struct {
-	t         time.Time
+	t         int64 // bucket start, UTC microseconds
 	dim       peba.Dim
 	community bool
 	peerType  string
@@ -80,14 +84,26 @@ func canonFloat(f float64) float64 {
 	return f + 0
 }
 
-// rollupKeyOf returns the key under which e is counted for dim in a table
-// with buckets of gran on field.
-func rollupKeyOf(e *peba.Event, field peba.TimeField, gran time.Duration, dim peba.Dim) rollupKey {
-	t := e.ReceivedTime
-	if field == peba.Created {
-		t = e.CreateTime
+// portTexts is the decimal text of every port, the rollup key of
+// DimDstPort, made once: strconv would allocate it for every event.
+var portTexts = sync.OnceValue(func() []string {
+	out := make([]string, 65536)
+	for i := range out {
+		out[i] = strconv.Itoa(i)
 	}
-	k := rollupKey{t: dbTime(t).Truncate(gran), dim: dim, community: e.Domain == peba.DomainCommunity}
+	return out
+})
+
+// hourOf returns the start of the hour of t in UTC microseconds.
+func hourOf(t time.Time) int64 {
+	us := dbTime(t).UnixMicro()
+	return us - floorMod(us, hourUS)
+}
+
+// rollupKeyOf returns the key under which e is counted for dim in the hour
+// that starts at hour (UTC microseconds).
+func rollupKeyOf(e *peba.Event, hour int64, dim peba.Dim) rollupKey {
+	k := rollupKey{t: hour, dim: dim, community: e.Domain == peba.DomainCommunity}
 	if typed(dim) {
 		k.peerType = e.PeerType
 	}
@@ -105,35 +121,121 @@ func rollupKeyOf(e *peba.Event, field peba.TimeField, gran time.Duration, dim pe
 	case peba.DimURL:
 		k.k = e.URL
 	case peba.DimDstPort:
-		if e.DstPort != peba.NoPort {
-			k.k = strconv.Itoa(int(e.DstPort))
+		switch p := e.DstPort; {
+		case p == peba.NoPort:
+		case p >= 0 && p < 65536:
+			k.k = portTexts()[p]
+		default:
+			k.k = strconv.Itoa(int(p))
 		}
 	}
 	return k
 }
 
-// upsertRollups adds the inserted events to every rollup table, in the
-// append transaction (architecture.md "Storage": only events actually
-// inserted are counted). The batch is aggregated in Go first, so each table
-// gets one upsert of its distinct keys through a query appender (as
-// upsertPayloads does, for the same reason).
+// floorMod is a mod b rounded toward minus infinity (times before 1970).
+func floorMod(a, b int64) int64 {
+	m := a % b
+	if m < 0 {
+		m += b
+	}
+	return m
+}
+
+// rollupCounts are the rows a batch adds to one rollup table, in the order
+// first seen (rows of a bucket stay together).
+type rollupCounts struct {
+	at   map[rollupKey]int // index in keys and counts
+	keys []rollupKey
+	n    []int64
+}
+
+func newRollupCounts(size int) rollupCounts {
+	return rollupCounts{at: make(map[rollupKey]int, size)}
+}
+
+// add counts n more for k and returns its index: one hash of the key when
+// k is known, which it mostly is (hashing was most of the cost of
+// aggregating a batch).
+func (c *rollupCounts) add(k rollupKey, n int64) int {
+	i, ok := c.at[k]
+	if !ok {
+		i = len(c.keys)
+		c.at[k] = i
+		c.keys, c.n = append(c.keys, k), append(c.n, 0)
+	}
+	c.n[i] += n
+	return i
+}
+
+// rollupRows aggregates a batch into the rows of each table of rollups.
+// The events are counted once per field and dim by hour, the finest
+// granularity; the coarser tables sum those hour rows, which are far fewer
+// than the events.
+func rollupRows(inserted []peba.Event) []rollupCounts {
+	hourly := map[peba.TimeField]*rollupCounts{}
+	dims := map[peba.TimeField][]peba.Dim{}
+	for i := range rollups {
+		r := &rollups[i]
+		for _, d := range r.dims {
+			if !slices.Contains(dims[r.field], d) {
+				dims[r.field] = append(dims[r.field], d)
+			}
+		}
+	}
+	for field, ds := range dims {
+		c := newRollupCounts(len(inserted) / 4)
+		// Events of one sender's batch mostly share their keys: comparing
+		// with the previous event's key per dim is cheaper than hashing.
+		last := make([]rollupKey, len(ds))
+		lastAt := make([]int, len(ds))
+		for j := range inserted {
+			e := &inserted[j]
+			t := e.ReceivedTime
+			if field == peba.Created {
+				t = e.CreateTime
+			}
+			hour := hourOf(t)
+			for di, d := range ds {
+				k := rollupKeyOf(e, hour, d)
+				if j > 0 && k == last[di] {
+					c.n[lastAt[di]]++
+					continue
+				}
+				last[di], lastAt[di] = k, c.add(k, 1)
+			}
+		}
+		hourly[field] = &c
+	}
+	out := make([]rollupCounts, len(rollups))
+	for i := range rollups {
+		r := &rollups[i]
+		h := hourly[r.field]
+		c := newRollupCounts(0)
+		g := int64(r.gran / time.Microsecond)
+		for j, k := range h.keys {
+			if !slices.Contains(r.dims, k.dim) {
+				continue
+			}
+			k.t -= floorMod(k.t, g)
+			c.add(k, h.n[j])
+		}
+		out[i] = c
+	}
+	return out
+}
+
+// upsertRollups adds the inserted events to every rollup table and to the
+// source index, in the append transaction (architecture.md "Storage": only
+// events actually inserted are counted). The batch is aggregated in Go
+// first, so each table gets one upsert of its distinct keys through a query
+// appender (as upsertPayloads does, for the same reason).
 func (s *Store) upsertRollups(ctx context.Context, inserted []peba.Event) error {
 	if len(inserted) == 0 {
 		return nil
 	}
+	rows := rollupRows(inserted)
 	for i := range rollups {
-		r := &rollups[i]
-		counts := map[rollupKey]int64{}
-		var order []rollupKey
-		for j := range inserted {
-			for _, d := range r.dims {
-				k := rollupKeyOf(&inserted[j], r.field, r.gran, d)
-				if _, ok := counts[k]; !ok {
-					order = append(order, k)
-				}
-				counts[k]++
-			}
-		}
+		r, c := &rollups[i], &rows[i]
 		// No primary key (see 0002_rollups.sql), so MERGE rather than ON
 		// CONFLICT. The join is built on the batch; its range of t prunes
 		// the scan of the table to the batch's buckets.
@@ -141,29 +243,87 @@ func (s *Store) upsertRollups(ctx context.Context, inserted []peba.Event) error 
 			" ON r.t = a.t AND r.dim = a.dim AND r.community = a.community AND r.peer_type = a.peer_type" +
 			" AND r.k = a.k AND r.l = a.l AND r.lat = a.lat AND r.lon = a.lon" +
 			" WHEN MATCHED THEN UPDATE SET cnt = r.cnt + a.cnt WHEN NOT MATCHED THEN INSERT *"
-		err := s.wconn.Raw(func(dc any) error {
-			app, err := duckdbdriver.NewTableAppender(dc.(driver.Conn), upsert, "", "", r.table, nil)
-			if err != nil {
-				return fmt.Errorf("cannot create rollup appender: %w", err)
-			}
-			for _, k := range order {
-				err := app.AppendRow(k.t, uint8(k.dim), k.community, k.peerType, k.k, k.l,
-					math.Float64frombits(k.lat), math.Float64frombits(k.lon), counts[k])
-				if err != nil {
-					app.Close()
-					return fmt.Errorf("cannot append rollup row: %w", err)
-				}
-			}
-			if err := app.CloseWithCancel(ctx); err != nil {
-				return fmt.Errorf("cannot upsert %s: %w", r.table, err)
-			}
-			return nil
+		err := s.appendQuery(ctx, upsert, r.table, len(c.keys), func(app *duckdbdriver.Appender, i int) error {
+			k := c.keys[i]
+			return app.AppendRow(time.UnixMicro(k.t).UTC(), uint8(k.dim), k.community, k.peerType, k.k, k.l,
+				math.Float64frombits(k.lat), math.Float64frombits(k.lon), c.n[i])
 		})
 		if err != nil {
 			return err
 		}
 	}
-	return nil
+	if err := s.upsertSensorRollup(ctx, inserted); err != nil {
+		return err
+	}
+	return s.appendSrcIndex(ctx, inserted)
+}
+
+// appendQuery runs query (a statement over the appended_data of a query
+// appender whose columns are those of table) with n rows added by row(i).
+func (s *Store) appendQuery(ctx context.Context, query, table string, n int, row func(*duckdbdriver.Appender, int) error) error {
+	return s.wconn.Raw(func(dc any) error {
+		app, err := duckdbdriver.NewTableAppender(dc.(driver.Conn), query, "", "", table, nil)
+		if err != nil {
+			return fmt.Errorf("cannot create appender for %s: %w", table, err)
+		}
+		for i := range n {
+			if err := row(app, i); err != nil {
+				app.Close()
+				return fmt.Errorf("cannot append a row for %s: %w", table, err)
+			}
+		}
+		if err := app.CloseWithCancel(ctx); err != nil {
+			return fmt.Errorf("cannot update %s: %w", table, err)
+		}
+		return nil
+	})
+}
+
+// sensorKey is one row key of rollup_sensor_day (0003_rollups_split.sql).
+type sensorKey struct {
+	t                   int64 // day start, UTC microseconds
+	community           bool
+	h, ip, ident, ptype string
+}
+
+// sensorGroupSQL are the SQL expressions over events of a sensor group's
+// hostname and target address (peba.Stats.Sensors): events without a real
+// hostname are grouped by target address. sensorGroup is the same in Go.
+const (
+	sensorOld     = "hostname IN ('', 'undefined')"
+	sensorHostSQL = "CASE WHEN " + sensorOld + " THEN '' ELSE hostname END"
+	sensorIPSQL   = "CASE WHEN " + sensorOld + " THEN dst_ip ELSE '' END"
+)
+
+func sensorGroup(e *peba.Event) (host, ip string) {
+	if e.Hostname == "" || e.Hostname == "undefined" {
+		return "", addrText(e.DstIP)
+	}
+	return e.Hostname, ""
+}
+
+// upsertSensorRollup adds the inserted events to rollup_sensor_day.
+func (s *Store) upsertSensorRollup(ctx context.Context, inserted []peba.Event) error {
+	counts := map[sensorKey]int64{}
+	var order []sensorKey
+	for i := range inserted {
+		e := &inserted[i]
+		h, ip := sensorGroup(e)
+		us := dbTime(e.ReceivedTime).UnixMicro()
+		k := sensorKey{us - floorMod(us, 24*hourUS), e.Domain == peba.DomainCommunity, h, ip, e.PeerIdent, e.PeerType}
+		if _, ok := counts[k]; !ok {
+			order = append(order, k)
+		}
+		counts[k]++
+	}
+	const upsert = "MERGE INTO rollup_sensor_day r USING appended_data AS a(t, community, h, ip, peer_ident, peer_type, cnt)" +
+		" ON r.t = a.t AND r.community = a.community AND r.h = a.h AND r.ip = a.ip" +
+		" AND r.peer_ident = a.peer_ident AND r.peer_type = a.peer_type" +
+		" WHEN MATCHED THEN UPDATE SET cnt = r.cnt + a.cnt WHEN NOT MATCHED THEN INSERT *"
+	return s.appendQuery(ctx, upsert, "rollup_sensor_day", len(order), func(app *duckdbdriver.Appender, i int) error {
+		k := order[i]
+		return app.AppendRow(time.UnixMicro(k.t).UTC(), k.community, k.h, k.ip, k.ident, k.ptype, counts[k])
+	})
 }
 
 // rawKeyColumns returns the SQL expressions over events of a rollup row's
@@ -203,6 +363,7 @@ func peerTypeColumn(dim peba.Dim) string {
 // created-time table, whose buckets do not follow received time, stays
 // exact too.
 func (s *Store) retractRollups(ctx context.Context, t time.Time) error {
+	s.forgetRecent()
 	for i := range rollups {
 		r := &rollups[i]
 		col, _ := timeColumn(r.field)
@@ -226,5 +387,18 @@ func (s *Store) retractRollups(ctx context.Context, t time.Time) error {
 			return fmt.Errorf("cannot retract %s: %w", r.table, err)
 		}
 	}
-	return nil
+	q := `UPDATE rollup_sensor_day SET cnt = rollup_sensor_day.cnt - d.c FROM (
+		SELECT date_trunc('day', received_time) AS t, community, ` + sensorHostSQL + `, ` + sensorIPSQL + `,
+		peer_ident, peer_type, count(*) AS c
+		FROM events WHERE received_time < ? GROUP BY ALL) d(t, community, h, ip, peer_ident, peer_type, c)
+		WHERE rollup_sensor_day.t = d.t AND rollup_sensor_day.community = d.community
+		AND rollup_sensor_day.h = d.h AND rollup_sensor_day.ip = d.ip
+		AND rollup_sensor_day.peer_ident = d.peer_ident AND rollup_sensor_day.peer_type = d.peer_type`
+	if _, err := s.wconn.ExecContext(ctx, q, dbTime(t)); err != nil {
+		return fmt.Errorf("cannot retract rollup_sensor_day: %w", err)
+	}
+	if _, err := s.wconn.ExecContext(ctx, "DELETE FROM rollup_sensor_day WHERE cnt <= 0"); err != nil {
+		return fmt.Errorf("cannot retract rollup_sensor_day: %w", err)
+	}
+	return s.retractSrcIndex(ctx, t)
 }

@@ -2,12 +2,14 @@ package duckdb
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"net/netip"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,6 +49,18 @@ func randomEvents(r *rand.Rand, n, first int) []peba.Event {
 		e.DstPort = []int32{22, 80, 445, 2222, peba.NoPort}[r.IntN(5)]
 		e.URL = []string{"", "/", "/a.php", "Attack on port 22/tcp"}[r.IntN(4)]
 		e.SrcIP = netip.AddrFrom4([4]byte{10, 0, 0, byte(r.IntN(20))})
+		switch r.IntN(20) {
+		case 0:
+			e.SrcIP = netip.MustParseAddr("2001:db8::1")
+		case 1:
+			e.SrcIP = netip.Addr{}
+		}
+		e.Hostname = []string{"", "undefined", "tpot-1", "tpot-2"}[r.IntN(4)]
+		e.DstIP = netip.AddrFrom4([4]byte{192, 0, 2, byte(r.IntN(3))})
+		e.PeerIdent = []string{"cowrie-1", "cowrie-2", "dionaea-1"}[r.IntN(3)]
+		if r.IntN(300) == 0 {
+			e.PeerIdent = "odd\x01ident" // Sensors' separator (stats.go)
+		}
 		out[i] = e
 	}
 	return out
@@ -96,6 +110,8 @@ func checkRollupsMatchRaw(t *testing.T, s *Store, r *rand.Rand, windows int) {
 			t.Fatal(err)
 		}
 	}
+	var all []peba.Event
+	must(s.ExportEvents(ctx, func(e *peba.Event) error { all = append(all, *e); return nil }))
 	for range windows {
 		w := randomWindow(r)
 		got, err := s.count(ctx, w, true)
@@ -104,6 +120,30 @@ func checkRollupsMatchRaw(t *testing.T, s *Store, r *rand.Rand, windows int) {
 		must(err)
 		if got != want {
 			t.Fatalf("Count(%+v) = %d with rollups, %d raw", w, got, want)
+		}
+		gotS, err := s.sensors(ctx, w, true)
+		must(err)
+		wantS, err := s.sensors(ctx, w, false)
+		must(err)
+		if !reflect.DeepEqual(gotS, wantS) {
+			t.Fatalf("Sensors(%+v) =\n  %+v with rollups\n  %+v raw", w, gotS, wantS)
+		}
+		if oracle := sensorsOf(all, w); !reflect.DeepEqual(gotS, oracle) {
+			t.Fatalf("Sensors(%+v) =\n  %+v\nwant\n  %+v", w, gotS, oracle)
+		}
+		// Sources with events (10.0.0.x), without (10.0.0.99), and sharing
+		// the key of all IPv6 sources.
+		src := netip.AddrFrom4([4]byte{10, 0, 0, byte(r.IntN(21))})
+		if r.IntN(5) == 0 {
+			src = []netip.Addr{netip.MustParseAddr("10.0.0.99"), netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2")}[r.IntN(3)]
+		}
+		limit := []int{1, 5, 35, 1000}[r.IntN(4)]
+		gotL, err := s.latest(ctx, w, src, limit, true)
+		must(err)
+		wantL, err := s.latest(ctx, w, src, limit, false)
+		must(err)
+		if !slices.EqualFunc(gotL, wantL, func(a, b peba.Event) bool { return a.ID == b.ID }) {
+			t.Fatalf("Latest(%+v, %s, %d) = %d events with the index, %d without", w, src, limit, len(gotL), len(wantL))
 		}
 		for _, d := range dims {
 			limit := r.IntN(4)
@@ -141,6 +181,9 @@ func checkRollupsMatchRaw(t *testing.T, s *Store, r *rand.Rand, windows int) {
 // windows, before and after retention.
 func TestRollupsMatchRaw(t *testing.T) {
 	ctx := context.Background()
+	// Merge the source index's tail often (srcindex.go).
+	defer func(n int64) { srcTailMin = n }(srcTailMin)
+	srcTailMin = 60
 	s, path := openTemp(t, Options{Threads: 2})
 	r := rand.New(rand.NewPCG(1, 2))
 	evs := randomEvents(r, 3000, 0)
@@ -154,7 +197,7 @@ func TestRollupsMatchRaw(t *testing.T) {
 		}
 	}
 	checkRollupsMatchRaw(t, s, r, 25)
-	s = checkBackfill(t, s, path)
+	s = checkBackfill(t, s, path, false)
 
 	// Retention at an unaligned time: the rollups lose exactly the deleted
 	// events, including those in the created-time buckets after the cutoff.
@@ -167,19 +210,33 @@ func TestRollupsMatchRaw(t *testing.T) {
 		t.Fatal("DeleteEventsBefore deleted nothing")
 	}
 	checkRollupsMatchRaw(t, s, r, 10)
-	checkBackfill(t, s, path)
+	checkBackfill(t, s, path, true)
 }
 
-// rollupRows returns the rows of every rollup table, sorted.
-func rollupRows(t *testing.T, s *Store) []string {
+// storedRollupRows returns the rows of every rollup table, sorted, and the
+// bounds of each key of the source index.
+func storedRollupRows(t *testing.T, s *Store) (rows []string, src map[string]srcRow) {
 	t.Helper()
-	var out []string
-	for _, ru := range rollups {
-		rows, err := s.db.Query("SELECT t, dim, community, peer_type, k, l, lat, lon, cnt FROM " + ru.table)
+	query := func(q string, scan func(*sql.Rows) (string, error)) {
+		t.Helper()
+		rs, err := s.db.Query(q)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for rows.Next() {
+		defer rs.Close()
+		for rs.Next() {
+			row, err := scan(rs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rows = append(rows, row)
+		}
+		if err := rs.Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, ru := range rollups {
+		query("SELECT t, dim, community, peer_type, k, l, lat, lon, cnt FROM "+ru.table, func(rs *sql.Rows) (string, error) {
 			var (
 				ts       time.Time
 				dim      uint8
@@ -188,32 +245,73 @@ func rollupRows(t *testing.T, s *Store) []string {
 				lat, lon float64
 				cnt      int64
 			)
-			if err := rows.Scan(&ts, &dim, &comm, &pt, &k, &l, &lat, &lon, &cnt); err != nil {
-				t.Fatal(err)
+			if err := rs.Scan(&ts, &dim, &comm, &pt, &k, &l, &lat, &lon, &cnt); err != nil {
+				return "", err
 			}
 			if cnt <= 0 {
 				t.Errorf("%s: row with count %d", ru.table, cnt)
 			}
-			out = append(out, fmt.Sprintf("%s %s %d %v %q %q %q %v %v %d", ru.table, ts.UTC().Format(time.RFC3339), dim, comm, pt, k, l, lat, lon, cnt))
-		}
-		rows.Close()
+			return fmt.Sprintf("%s %s %d %v %q %q %q %v %v %d", ru.table, ts.UTC().Format(time.RFC3339), dim, comm, pt, k, l, lat, lon, cnt), nil
+		})
 	}
-	slices.Sort(out)
-	return out
+	query("SELECT t, community, h, ip, peer_ident, peer_type, cnt FROM rollup_sensor_day", func(rs *sql.Rows) (string, error) {
+		var (
+			ts                 time.Time
+			comm               bool
+			h, ip, ident, ptyp string
+			cnt                int64
+		)
+		if err := rs.Scan(&ts, &comm, &h, &ip, &ident, &ptyp, &cnt); err != nil {
+			return "", err
+		}
+		if cnt <= 0 {
+			t.Errorf("rollup_sensor_day: row with count %d", cnt)
+		}
+		return fmt.Sprintf("sensor %s %v %q %q %q %q %d", ts.UTC().Format(time.RFC3339), comm, h, ip, ident, ptyp, cnt), nil
+	})
+	slices.Sort(rows)
+	src = map[string]srcRow{}
+	rs, err := s.db.Query(`SELECT src, community, epoch_us(first_created), epoch_us(last_created), epoch_us(last_received), hours, all_hours
+		FROM (` + srcMergeQuery(srcIndexRows) + `)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var b srcRow
+		var hours []any
+		if err := rs.Scan(&b.src, &b.community, &b.firstCreated, &b.lastCreated, &b.lastReceived, &hours, &b.allHours); err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range hours {
+			b.hours = append(b.hours, h.(int32))
+		}
+		src[fmt.Sprint(b.src, b.community)] = b
+	}
+	if err := rs.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return rows, src
 }
 
-// checkBackfill rebuilds the rollups with the backfill of 0002_rollups.sql
-// (dropping the tables and reopening the store) and checks that they equal
-// the maintained ones. It closes s and returns the reopened store.
-func checkBackfill(t *testing.T, s *Store, path string) *Store {
+// checkBackfill rebuilds the rollups and the source index with the
+// backfills of the migrations (dropping the tables and reopening the
+// store) and checks that they equal the maintained ones. Maintained source
+// bounds may be wider after retention, but must hold the exact ones. It
+// closes s and returns the reopened store.
+func checkBackfill(t *testing.T, s *Store, path string, retained bool) *Store {
 	t.Helper()
-	maintained := rollupRows(t, s)
+	maintained, maintainedSrc := storedRollupRows(t, s)
+	tables := []string{"rollup_sensor_day", "src_index", "src_index_tail"}
 	for _, ru := range rollups {
-		if _, err := s.db.Exec("DROP TABLE " + ru.table); err != nil {
+		tables = append(tables, ru.table)
+	}
+	for _, table := range tables {
+		if _, err := s.db.Exec("DROP TABLE " + table); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.db.Exec("DELETE FROM schema_migrations WHERE version = 2"); err != nil {
+	if _, err := s.db.Exec("DELETE FROM schema_migrations WHERE version >= 2"); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -224,7 +322,7 @@ func checkBackfill(t *testing.T, s *Store, path string) *Store {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	backfilled := rollupRows(t, s)
+	backfilled, backfilledSrc := storedRollupRows(t, s)
 	if !slices.Equal(maintained, backfilled) {
 		t.Errorf("maintained rollups (%d rows) differ from the backfill (%d rows)", len(maintained), len(backfilled))
 		for i := range min(len(maintained), len(backfilled)) {
@@ -232,6 +330,21 @@ func checkBackfill(t *testing.T, s *Store, path string) *Store {
 				t.Errorf("first difference:\n  maintained %s\n  backfilled %s", maintained[i], backfilled[i])
 				break
 			}
+		}
+	}
+	if len(maintainedSrc) != len(backfilledSrc) {
+		t.Errorf("source index: %d keys maintained, %d backfilled", len(maintainedSrc), len(backfilledSrc))
+	}
+	for k, b := range backfilledSrc {
+		m, ok := maintainedSrc[k]
+		wider := ok && m.firstCreated <= b.firstCreated && m.lastCreated >= b.lastCreated && m.lastReceived >= b.lastReceived
+		if m.allHours {
+			for _, h := range b.hours {
+				wider = wider && slices.Contains(m.hours, h)
+			}
+		}
+		if !wider || !retained && !reflect.DeepEqual(m, b) {
+			t.Errorf("source index key %s: maintained %+v, backfilled %+v", k, m, b)
 		}
 	}
 	return s
@@ -252,7 +365,7 @@ func TestPlan(t *testing.T) {
 		want    []seg
 	}{
 		{"unaligned month", peba.Window{From: h(-47.5), To: h(49.25)}, peba.DimDstPort, 24 * time.Hour, []seg{
-			{"", h(-47.5), h(-47)}, {"rollup_recv_hour", h(-47), h(-24)}, {"rollup_recv_day", h(-24), h(48)},
+			{"", h(-47.5), h(-47)}, {"rollup_recv_hour", h(-47), h(-24)}, {"rollup_tail_day", h(-24), h(48)},
 			{"rollup_recv_hour", h(48), h(49)}, {"", h(49), h(49.25)}}},
 		{"6h series uses no day rows", peba.Window{From: h(-47.5), To: h(49.25)}, peba.DimDstPort, 6 * time.Hour, []seg{
 			{"", h(-47.5), h(-47)}, {"rollup_recv_hour", h(-47), h(49)}, {"", h(49), h(49.25)}}},
@@ -335,4 +448,177 @@ func BenchmarkRollupAppend(b *testing.B) {
 		}
 		i += 500
 	}
+}
+
+// TestHeavy checks the long-tail paths of Top and Series (topheavy.go) on
+// data shaped like the benchmark's: two hot ports and URLs, a medium one
+// that is heavy on one day only, and a tail of ports and URLs with one or
+// two events each. The fast paths must be taken (ok) where they can prove
+// the answer, and every answer must equal the raw one.
+func TestHeavy(t *testing.T) {
+	ctx := context.Background()
+	s := openStats(t).(*Store)
+	r := rand.New(rand.NewPCG(7, 8))
+	var evs []peba.Event
+	for i := range 3 * 24 * 40 {
+		e := sampleEvent(i, "")
+		e.ReceivedTime = rollupDay.Add(time.Duration(i) * 90 * time.Second).Add(time.Duration(r.IntN(1000)) * time.Millisecond)
+		e.CreateTime = e.ReceivedTime
+		e.Domain = peba.Domain(1 + r.IntN(5)/4)
+		e.PeerType = "Webpage"
+		switch x := r.IntN(10); {
+		case x < 5:
+			e.DstPort, e.URL = 22, "/"
+		case x < 8:
+			e.DstPort, e.URL = 445, "/login"
+		default:
+			e.DstPort, e.URL = int32(1000+r.IntN(2000)), fmt.Sprintf("/tail%d", r.IntN(3000))
+		}
+		if e.ReceivedTime.Before(rollupDay.Add(30*time.Hour)) && e.ReceivedTime.After(rollupDay.Add(24*time.Hour)) && r.IntN(2) == 0 {
+			e.DstPort, e.URL = 8080, "/medium" // heavy on day 1 only
+		} else if r.IntN(40) == 0 {
+			e.DstPort, e.URL = 8080, "/medium"
+		}
+		evs = append(evs, e)
+	}
+	for i := 0; i < len(evs); i += 500 {
+		if _, err := s.AppendEvents(ctx, evs[i:min(i+500, len(evs))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	com := []peba.Domain{peba.DomainCommunity}
+	h := func(n float64) time.Time { return rollupDay.Add(time.Duration(n * float64(time.Hour))) }
+	for _, c := range []struct {
+		name   string
+		w      peba.Window
+		dim    peba.Dim
+		limit  int
+		fast   bool // topHeavy proves the answer
+		series time.Duration
+	}{
+		{"ports, days and edges", peba.Window{Domains: com, From: h(5.5)}, peba.DimDstPort, 2, true, 24 * time.Hour},
+		{"ports with the medium one", peba.Window{Domains: com, From: h(0), To: h(72)}, peba.DimDstPort, 3, true, 6 * time.Hour},
+		{"ports, both domains, hours", peba.Window{Domains: []peba.Domain{peba.DomainCommunity, peba.DomainPrivate}, From: h(30.2), To: h(50.7)}, peba.DimDstPort, 2, true, time.Hour},
+		{"ports into the tail", peba.Window{Domains: com, From: h(0), To: h(72)}, peba.DimDstPort, 40, false, 24 * time.Hour},
+		{"ports, tail in the raw edge", peba.Window{Domains: com, From: h(5.5)}, peba.DimDstPort, 5, false, 0},
+		{"urls of a type", peba.Window{Domains: com, From: h(20.5), PeerType: "Webpage"}, peba.DimURL, 3, true, time.Hour},
+		{"urls of another type", peba.Window{Domains: com, From: h(20.5), PeerType: "Other"}, peba.DimURL, 3, true, time.Hour},
+	} {
+		got, ok, err := s.topHeavy(ctx, c.w, c.dim, c.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := s.top(ctx, c.w, c.dim, c.limit, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok != c.fast {
+			t.Errorf("%s: topHeavy ok = %v, want %v", c.name, ok, c.fast)
+		}
+		if ok && !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: topHeavy =\n  %v\nraw\n  %v", c.name, got, want)
+		}
+		if got, err := s.Top(ctx, c.w, c.dim, c.limit); err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: Top = %v, %v\nraw\n  %v", c.name, got, err, want)
+		}
+		if c.series == 0 {
+			continue
+		}
+		keys := []string{"no such key"}
+		for _, b := range want {
+			keys = append(keys, b.Key)
+		}
+		bucket := fmt.Sprintf(bucketExprs[c.series], "t")
+		gotS, ok, err := s.seriesHeavy(ctx, c.w, c.series, c.dim, keys, bucket)
+		if err != nil || !ok {
+			t.Fatalf("%s: seriesHeavy ok %v, %v", c.name, ok, err)
+		}
+		wantS, err := s.series(ctx, c.w, c.series, c.dim, keys, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(gotS, wantS) {
+			t.Errorf("%s: seriesHeavy =\n  %v\nraw\n  %v", c.name, gotS, wantS)
+		}
+	}
+}
+
+// sensorsOf computes peba.Stats.Sensors of w over evs, in Go.
+func sensorsOf(evs []peba.Event, w peba.Window) []peba.SensorGroup {
+	type key struct{ h, ip string }
+	groups := map[key]*peba.SensorGroup{}
+	for i := range evs {
+		e := &evs[i]
+		t := e.ReceivedTime
+		if w.Field == peba.Created {
+			t = e.CreateTime
+		}
+		if !slices.Contains(w.Domains, e.Domain) || !w.From.IsZero() && t.Before(dbTime(w.From)) ||
+			!w.To.IsZero() && !t.Before(dbTime(w.To)) || w.PeerType != "" && e.PeerType != w.PeerType {
+			continue
+		}
+		h, ip := sensorGroup(e)
+		g := groups[key{h, ip}]
+		if g == nil {
+			g = &peba.SensorGroup{Hostname: h, TargetIP: ip}
+			groups[key{h, ip}] = g
+		}
+		g.Count++
+		if !slices.Contains(g.PeerIdent, e.PeerIdent) {
+			g.PeerIdent = append(g.PeerIdent, e.PeerIdent)
+		}
+		if !slices.Contains(g.PeerType, e.PeerType) {
+			g.PeerType = append(g.PeerType, e.PeerType)
+		}
+	}
+	var out []peba.SensorGroup
+	for _, g := range groups {
+		slices.Sort(g.PeerIdent)
+		slices.Sort(g.PeerType)
+		out = append(out, *g)
+	}
+	slices.SortFunc(out, func(a, b peba.SensorGroup) int {
+		if a.Hostname != b.Hostname {
+			return strings.Compare(a.Hostname, b.Hostname)
+		}
+		return strings.Compare(a.TargetIP, b.TargetIP)
+	})
+	return out
+}
+
+// TestAddHour checks the list of a source's newest hours (srcindex.go):
+// distinct, newest first, at most srcHours, and whether an hour was left out.
+func TestAddHour(t *testing.T) {
+	var hours []int32
+	for _, h := range []int32{5, 7, 5, 6} {
+		var cut bool
+		if hours, cut = addHour(hours, h); cut {
+			t.Fatalf("addHour(%d) cut a short list", h)
+		}
+	}
+	if want := []int32{7, 6, 5}; !slices.Equal(hours, want) {
+		t.Fatalf("hours = %v, want %v", hours, want)
+	}
+	for h := int32(100); h < 100+srcHours; h++ {
+		hours, _ = addHour(hours, h)
+	}
+	if len(hours) != srcHours || hours[0] != 100+srcHours-1 || hours[srcHours-1] != 100 {
+		t.Fatalf("hours = %v, want the %d newest", hours, srcHours)
+	}
+	if _, cut := addHour(hours, 99); !cut {
+		t.Error("an older hour than a full list holds was not reported cut")
+	}
+	if _, cut := addHour(hours, 100); cut {
+		t.Error("an hour the list holds was reported cut")
+	}
+}
+
+// srcRow is one key and domain of the source index; times in UTC
+// microseconds, hours newest first.
+type srcRow struct {
+	src                                     uint64
+	community                               bool
+	firstCreated, lastCreated, lastReceived int64
+	hours                                   []int32
+	allHours                                bool
 }

@@ -2,6 +2,7 @@ package duckdb
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -14,13 +15,17 @@ import (
 
 var _ peba.Stats = (*Store)(nil)
 
-// Count, Top and Series answer the whole buckets of a window from the
-// rollup tables (rollups.go) and only its partial edges from the raw events
-// (see plan); their answers equal the raw-table ones exactly, which
-// TestRollupsMatchRaw checks through the unexported variants that take
-// useRollups. Latest and Sensors read the raw events. All reads go through
-// the pool (s.db), never the writer connection, so statistics never wait
-// for an append.
+// Count, Top, Series and Sensors answer the whole buckets of a window from
+// the rollup tables (rollups.go) and only its partial edges from the raw
+// events (see plan); Top and Series of the long-tail dims skip the rows
+// with small counts when they can prove the answer without them
+// (topheavy.go). Recent Counts and the newest events come from memory
+// (recent.go), Latest of one source narrows its scan with the source index
+// (srcindex.go). Every answer equals the raw-table one exactly, which
+// TestRollupsMatchRaw, TestHeavy and TestRecentCache check through the
+// unexported variants that read the events only. All reads go through the
+// pool (s.db), never the writer connection, so statistics never wait for
+// an append.
 
 // timeColumn returns the events column that f filters on (peba.md §3: most
 // endpoints use recievedTime, a few createTime).
@@ -41,20 +46,13 @@ func timeColumn(f peba.TimeField) (string, error) {
 // known domain: an empty domain set means "none", never "all", so that a
 // caller that forgot the caller's entitlements shows nothing.
 func windowWhere(w peba.Window, col string, extra ...string) (clause string, args []any, none bool) {
-	var community, private bool
-	for _, d := range w.Domains {
-		community = community || d == peba.DomainCommunity
-		private = private || d == peba.DomainPrivate
-	}
 	conds := slices.Clone(extra)
-	switch {
-	case community && private:
-	case community:
-		conds = append(conds, "community")
-	case private:
-		conds = append(conds, "NOT community")
-	default:
+	dc, none := domainCond(w.Domains)
+	if none {
 		return "", nil, true
+	}
+	if dc != "" {
+		conds = append(conds, dc)
 	}
 	// [From, To), bound as UTC microseconds like the stored values (peba.md
 	// §2.7: all times are UTC).
@@ -71,6 +69,25 @@ func windowWhere(w peba.Window, col string, extra ...string) (clause string, arg
 		return "", nil, false
 	}
 	return " WHERE " + strings.Join(conds, " AND "), args, false
+}
+
+// domainCond returns the condition on the community column that selects
+// ds ("" for both domains), or none true if ds names no known domain.
+func domainCond(ds []peba.Domain) (cond string, none bool) {
+	var community, private bool
+	for _, d := range ds {
+		community = community || d == peba.DomainCommunity
+		private = private || d == peba.DomainPrivate
+	}
+	switch {
+	case community && private:
+		return "", false
+	case community:
+		return "community", false
+	case private:
+		return "NOT community", false
+	}
+	return "", true
 }
 
 // keyCols are the SQL expressions of a group's key: k and l (Bucket.Key and
@@ -110,6 +127,9 @@ func rawCols(dim peba.Dim) (keyCols, bool) {
 	}
 	return keyCols{}, false
 }
+
+// labeled reports whether the Buckets of d have labels (country names).
+func labeled(d peba.Dim) bool { return d == peba.DimSrcCountry || d == peba.DimDstCountry }
 
 func isLocation(d peba.Dim) bool { return d == peba.DimSrcLocation || d == peba.DimDstLocation }
 
@@ -245,18 +265,30 @@ func source(w peba.Window, dim peba.Dim, maxGran time.Duration, withTime, useRol
 	return "(" + strings.Join(parts, " UNION ALL ") + ")", args, true, nil
 }
 
-// Count implements peba.Stats: the number of events in w.
+// Count implements peba.Stats: the number of events in w. Windows of the
+// last day without a peer type are counted in memory (recent.go).
 func (s *Store) Count(ctx context.Context, w peba.Window) (int64, error) {
+	if n, ok := s.countRecent(w); ok {
+		return n, nil
+	}
+	if err := s.loadTimes(ctx); err != nil {
+		return 0, err
+	}
+	if n, ok := s.countRecent(w); ok {
+		return n, nil
+	}
 	return s.count(ctx, w, true)
 }
 
+// count is Count from the tables: from the rollups and raw edges, or with
+// useRollups false from the events alone.
 func (s *Store) count(ctx context.Context, w peba.Window, useRollups bool) (int64, error) {
 	src, args, ok, err := source(w, peba.DimNone, 24*time.Hour, false, useRollups, "", nil)
 	if err != nil || !ok {
 		return 0, err
 	}
 	var n int64
-	if err := s.db.QueryRowContext(ctx, "SELECT coalesce(sum(c), 0)::BIGINT FROM "+src, args...).Scan(&n); err != nil {
+	if err := s.q(ctx).QueryRowContext(ctx, "SELECT coalesce(sum(c), 0)::BIGINT FROM "+src, args...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("cannot count events: %w", err)
 	}
 	return n, nil
@@ -276,6 +308,18 @@ func (s *Store) top(ctx context.Context, w peba.Window, dim peba.Dim, limit int,
 	if dim == peba.DimNone {
 		return nil, peba.Errorf(peba.EINVALID, "invalid dimension %d", dim)
 	}
+	if useRollups && limit > 0 && heavyDim(dim) {
+		var out []peba.Bucket
+		var ok bool
+		err := s.readTx(ctx, func(ctx context.Context) error {
+			var err error
+			out, ok, err = s.topHeavy(ctx, w, dim, limit)
+			return err
+		})
+		if err != nil || ok {
+			return out, err
+		}
+	}
 	src, args, ok, err := source(w, dim, 24*time.Hour, false, useRollups, "", nil)
 	if err != nil || !ok {
 		return nil, err
@@ -285,11 +329,15 @@ func (s *Store) top(ctx context.Context, w peba.Window, dim peba.Dim, limit int,
 	}
 	q := "SELECT k, first(l ORDER BY c DESC, l), sum(c)::BIGINT AS n FROM (SELECT k, l, sum(c) AS c FROM " +
 		src + " GROUP BY k, l) GROUP BY k ORDER BY n DESC, k"
+	if !labeled(dim) {
+		// One grouping: the labels are all "".
+		q = "SELECT k, '', sum(c)::BIGINT AS n FROM " + src + " GROUP BY k ORDER BY n DESC, k"
+	}
 	if limit > 0 {
 		q += " LIMIT ?"
 		args = append(args, limit)
 	}
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	rows, err := s.q(ctx).QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("cannot query top values: %w", err)
 	}
@@ -312,7 +360,7 @@ func (s *Store) top(ctx context.Context, w peba.Window, dim peba.Dim, limit int,
 // in Go. The number of distinct coordinates is bounded by the GeoIP
 // database's locations, not by the number of events.
 func (s *Store) topLocations(ctx context.Context, src string, args []any, limit int) ([]peba.Bucket, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT lat, lon, sum(c)::BIGINT FROM "+src+" GROUP BY ALL", args...)
+	rows, err := s.q(ctx).QueryContext(ctx, "SELECT lat, lon, sum(c)::BIGINT FROM "+src+" GROUP BY ALL", args...)
 	if err != nil {
 		return nil, fmt.Errorf("cannot query top locations: %w", err)
 	}
@@ -329,7 +377,7 @@ func (s *Store) topLocations(ctx context.Context, src string, args []any, limit 
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("cannot query top locations: %w", err)
 	}
-	out := make([]peba.Bucket, 0, len(counts))
+	var out []peba.Bucket // nil when empty, as Top's other paths
 	for k, n := range counts {
 		out = append(out, peba.Bucket{Key: k, Count: n})
 	}
@@ -384,6 +432,24 @@ func (s *Store) series(ctx context.Context, w peba.Window, width time.Duration, 
 	if isLocation(dim) {
 		return s.seriesLocations(ctx, w, width, dim, bucket, keys, useRollups)
 	}
+	if useRollups && heavyDim(dim) {
+		var out []peba.Point
+		var ok bool
+		err := s.readTx(ctx, func(ctx context.Context) error {
+			var err error
+			out, ok, err = s.seriesHeavy(ctx, w, width, dim, keys, bucket)
+			return err
+		})
+		if err != nil || ok {
+			return out, err
+		}
+	}
+	return s.seriesKeys(ctx, w, width, dim, keys, bucket, useRollups)
+}
+
+// seriesKeys is Series of the keys of a dim without location, reading
+// every row of those keys; bucket is the bucket start of a time t.
+func (s *Store) seriesKeys(ctx context.Context, w peba.Window, width time.Duration, dim peba.Dim, keys []string, bucket string, useRollups bool) ([]peba.Point, error) {
 	var cond string
 	var cargs []any
 	if dim != peba.DimNone {
@@ -394,7 +460,7 @@ func (s *Store) series(ctx context.Context, w peba.Window, width time.Duration, 
 		return nil, err
 	}
 	q := "SELECT " + bucket + " AS b, k, sum(c)::BIGINT FROM " + src + " GROUP BY b, k ORDER BY b, k"
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	rows, err := s.q(ctx).QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("cannot query series: %w", err)
 	}
@@ -438,7 +504,7 @@ func (s *Store) seriesLocations(ctx context.Context, w peba.Window, width time.D
 	if err != nil || !ok {
 		return nil, err
 	}
-	rows, err := s.db.QueryContext(ctx, "SELECT "+bucket+" AS b, lat, lon, sum(c)::BIGINT FROM "+src+" GROUP BY ALL", args...)
+	rows, err := s.q(ctx).QueryContext(ctx, "SELECT "+bucket+" AS b, lat, lon, sum(c)::BIGINT FROM "+src+" GROUP BY ALL", args...)
 	if err != nil {
 		return nil, fmt.Errorf("cannot query location series: %w", err)
 	}
@@ -477,6 +543,40 @@ func (s *Store) seriesLocations(ctx context.Context, w peba.Window, width time.D
 	return out, nil
 }
 
+// querier is what a read needs of *sql.DB and *sql.Tx.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+type txKey struct{}
+
+// q returns the read transaction that readTx put into ctx, or the pool.
+func (s *Store) q(ctx context.Context) querier {
+	if tx, ok := ctx.Value(txKey{}).(*sql.Tx); ok {
+		return tx
+	}
+	return s.db
+}
+
+// readTx runs fn in a transaction on one pooled connection, so that the
+// several queries of one answer (a top of heavy rows and the light rows of
+// some keys; the candidates of Latest and their rows) read one snapshot:
+// an append between them could otherwise be half seen. The transaction
+// only reads and is rolled back. Inside another readTx, fn runs in that
+// one.
+func (s *Store) readTx(ctx context.Context, fn func(context.Context) error) error {
+	if _, ok := ctx.Value(txKey{}).(*sql.Tx); ok {
+		return fn(ctx)
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("cannot begin a read: %w", err)
+	}
+	defer tx.Rollback()
+	return fn(context.WithValue(ctx, txKey{}, tx))
+}
+
 // latestSpans are the look-back windows Latest tries, ending at w.To (or
 // now when unbounded), before it reads the whole window: the newest rows
 // of a busy store lie in the first one, and a short range lets zone maps
@@ -488,13 +588,71 @@ var latestSpans = []time.Duration{time.Hour, 8 * time.Hour, 64 * time.Hour, 512 
 // unbounded "latest" would read the whole window). An IPv4-mapped src matches
 // the IPv4 address, because decoders store sources unmapped (peba.Event).
 //
-// It reads [hi-span, w.To) for growing spans and stops at the first that
-// holds limit events: every event left out is older than all of those, so
-// the answer is the one of the whole window. With src it reads the whole
-// window at once.
+// Without a source, the newest events usually come from memory (recent.go).
+// Otherwise it reads [hi-span, w.To) for growing spans and stops at the
+// first that holds limit events: every event left out is older than all of
+// those, so the answer is the one of the whole window. With a source, the
+// source index (srcindex.go) says whether it has events at all, and which
+// hours hold its newest ones; those are read first, newest first.
 func (s *Store) Latest(ctx context.Context, w peba.Window, src netip.Addr, limit int) ([]peba.Event, error) {
+	return s.latest(ctx, w, src, limit, true)
+}
+
+// latestStored is Latest from the events table alone.
+func (s *Store) latestStored(ctx context.Context, w peba.Window, limit int) ([]peba.Event, error) {
+	return s.latest(ctx, w, netip.Addr{}, limit, false)
+}
+
+// latestCand is an event found by its time (of the window's field) and ID.
+type latestCand struct {
+	t  time.Time
+	id string
+}
+
+func cmpCand(a, b latestCand) int {
+	if c := b.t.Compare(a.t); c != 0 {
+		return c
+	}
+	return strings.Compare(a.id, b.id)
+}
+
+// wherePart is a WHERE clause over events and its arguments.
+type wherePart struct {
+	where string
+	args  []any
+}
+
+// latest is Latest; fast false reads the events without the cache of the
+// newest events (recent.go) and the source index (srcindex.go), to check
+// their answers against.
+func (s *Store) latest(ctx context.Context, w peba.Window, src netip.Addr, limit int, fast bool) ([]peba.Event, error) {
+	if _, err := timeColumn(w.Field); err != nil || limit <= 0 {
+		return nil, err
+	}
+	if fast && !src.IsValid() {
+		if out, ok := s.latestRecent(w, limit); ok {
+			return out, nil
+		}
+		if err := s.loadRecent(ctx); err != nil {
+			return nil, err
+		}
+		if out, ok := s.latestRecent(w, limit); ok {
+			return out, nil
+		}
+	}
+	var out []peba.Event
+	err := s.readTx(ctx, func(ctx context.Context) error {
+		var err error
+		out, err = s.latestRead(ctx, w, src, limit, fast)
+		return err
+	})
+	return out, err
+}
+
+// latestRead is latest from the tables, in one read transaction.
+func (s *Store) latestRead(ctx context.Context, w peba.Window, src netip.Addr, limit int, fast bool) ([]peba.Event, error) {
 	col, err := timeColumn(w.Field)
-	if err != nil || limit <= 0 {
+	if err != nil {
 		return nil, err
 	}
 	var extra []string
@@ -502,65 +660,251 @@ func (s *Store) Latest(ctx context.Context, w peba.Window, src netip.Addr, limit
 	if src.IsValid() {
 		extra, srcArgs = []string{"src_ip = ?"}, []any{src.Unmap().String()}
 	}
-	query := func(sw peba.Window) ([]peba.Event, error) {
+	// part returns sw's WHERE clause, or ok false if sw selects nothing.
+	part := func(sw peba.Window) (wherePart, bool) {
 		where, args, none := windowWhere(sw, col, extra...)
-		if none {
+		return wherePart{where, append(slices.Clone(srcArgs), args...)}, !none
+	}
+	query := func(sw peba.Window) ([]latestCand, error) {
+		p, ok := part(sw)
+		if !ok {
 			return nil, nil
 		}
-		// Two steps: the top-N over the two sort columns only, then the
-		// whole rows of those IDs, found by zone maps on the time range.
-		// One top-N over all 40 columns read every column of the range.
-		rows, err := s.db.QueryContext(ctx, "SELECT "+col+", id FROM events"+where+" ORDER BY "+col+" DESC, id LIMIT ?",
-			append(append(slices.Clone(srcArgs), args...), limit)...)
-		if err != nil {
-			return nil, fmt.Errorf("cannot query latest events: %w", err)
-		}
-		defer rows.Close()
-		var ids []string
-		var lo, hi time.Time
-		for rows.Next() {
-			var t time.Time
-			var id string
-			if err := rows.Scan(&t, &id); err != nil {
-				return nil, fmt.Errorf("cannot query latest events: %w", err)
-			}
-			if len(ids) == 0 {
-				hi = t
-			}
-			lo = t
-			ids = append(ids, id)
-		}
-		if err := rows.Err(); err != nil || len(ids) == 0 {
-			return nil, err
-		}
-		q := "SELECT " + eventColumns + " FROM events WHERE " + col + " BETWEEN ? AND ? AND id IN (SELECT unnest(?::VARCHAR[]))" +
-			" ORDER BY " + col + " DESC, id"
-		out, err := s.queryEvents(ctx, q, lo, hi, ids)
-		if err != nil {
-			return nil, fmt.Errorf("cannot query latest events: %w", err)
-		}
-		return out, nil
+		return s.topCands(ctx, col, []wherePart{p}, limit)
 	}
-	if src.IsValid() {
-		// Few events match one source: narrow time windows would mostly
-		// come back short, each costing a scan of the src_ip column.
-		return query(w)
-	}
+	// newer holds candidates newer than all of w, which is what is left to
+	// read.
+	var newer []latestCand
 	hi := w.To
 	if hi.IsZero() {
 		hi = time.Now()
 	}
+	switch {
+	case src.IsValid() && !fast:
+		cands, err := query(w)
+		if err != nil {
+			return nil, err
+		}
+		return s.fetchEvents(ctx, w.Field, cands)
+	case src.IsValid():
+		info, ok, err := s.srcLookup(ctx, w.Domains, src)
+		if err != nil || !ok {
+			return nil, err
+		}
+		var to time.Time
+		if w.Field == peba.Created {
+			if w.From.IsZero() || w.From.Before(info.firstCreated) {
+				w.From = info.firstCreated
+			}
+			to = info.lastCreated.Add(time.Microsecond)
+		} else {
+			to = info.lastReceived.Add(time.Microsecond)
+		}
+		if w.To.IsZero() || to.Before(w.To) {
+			w.To = to
+		}
+		if !w.From.Before(w.To) {
+			return nil, nil
+		}
+		if w.Field == peba.Created {
+			var done bool
+			if newer, done, err = s.latestHours(ctx, w, part, info, limit); err != nil || done {
+				if err != nil {
+					return nil, err
+				}
+				return s.fetchEvents(ctx, w.Field, newer)
+			}
+			// Older events may lie in hours the index does not list,
+			// which are all before the ones it lists.
+			oldest := time.UnixMicro(int64(info.hours[len(info.hours)-1]) * hourUS).UTC()
+			if oldest.Before(w.To) {
+				w.To = oldest
+			}
+			if !w.From.Before(w.To) {
+				return s.fetchEvents(ctx, w.Field, newer)
+			}
+		}
+		hi = w.To
+	}
+	var older []latestCand
 	for _, span := range latestSpans {
 		sw := w
 		if sw.From = hi.Add(-span); !w.From.IsZero() && !sw.From.After(w.From) {
 			break
 		}
-		if out, err := query(sw); err != nil || len(out) == limit {
-			return out, err
+		if older, err = query(sw); err != nil {
+			return nil, err
+		}
+		if len(older) == limit {
+			break
+		}
+		older = nil
+	}
+	if older == nil {
+		if older, err = query(w); err != nil {
+			return nil, err
 		}
 	}
-	return query(w)
+	cands := append(newer, older...)
+	slices.SortFunc(cands, cmpCand)
+	return s.fetchEvents(ctx, w.Field, cands[:min(len(cands), limit)])
 }
+
+// latestHours reads the source's newest listed hours (info.hours) within
+// w, newest first: first one hour (a busy source has limit events there;
+// a source with few hours, all listed, skips this), then limit more (each
+// holds an event, unless retention removed it), then the rest. It stops as soon as it has limit candidates: every event of
+// the hours left, listed or not, is older. done is false if it did not
+// find limit and the list does not hold every hour of the source; the
+// caller then reads the time before the listed hours.
+func (s *Store) latestHours(ctx context.Context, w peba.Window, part func(peba.Window) (wherePart, bool), info srcInfo, limit int) (cands []latestCand, done bool, err error) {
+	var hours []int32
+	for _, h := range info.hours {
+		start := time.UnixMicro(int64(h) * hourUS).UTC()
+		if start.Before(w.To) && start.Add(time.Hour).After(w.From) {
+			hours = append(hours, h)
+		}
+	}
+	step := 1
+	if info.allHours {
+		// Few hours, so few events: one read of the newest limit hours.
+		step = limit
+	}
+	for i := 0; i < len(hours); i, step = i+step, limit {
+		var parts []wherePart
+		for _, r := range hourRuns(hours[i:min(len(hours), i+step)]) {
+			sw := w
+			from, to := time.UnixMicro(int64(r[1])*hourUS).UTC(), time.UnixMicro(int64(r[0]+1)*hourUS).UTC()
+			if sw.From.Before(from) {
+				sw.From = from
+			}
+			if to.Before(sw.To) {
+				sw.To = to
+			}
+			if p, ok := part(sw); ok {
+				parts = append(parts, p)
+			}
+		}
+		if len(parts) == 0 {
+			continue
+		}
+		found, err := s.topCands(ctx, timeColumnOf(w.Field), parts, limit)
+		if err != nil {
+			return nil, false, err
+		}
+		cands = append(cands, found...)
+		if len(cands) >= limit {
+			slices.SortFunc(cands, cmpCand)
+			return cands[:limit], true, nil
+		}
+	}
+	slices.SortFunc(cands, cmpCand)
+	return cands, info.allHours, nil
+}
+
+// hourRuns splits hours (newest first) into runs of consecutive hours,
+// each as [newest, oldest].
+func hourRuns(hours []int32) [][2]int32 {
+	var runs [][2]int32
+	for _, h := range hours {
+		if n := len(runs); n > 0 && runs[n-1][1] == h+1 {
+			runs[n-1][1] = h
+			continue
+		}
+		runs = append(runs, [2]int32{h, h})
+	}
+	return runs
+}
+
+func timeColumnOf(f peba.TimeField) string {
+	col, _ := timeColumn(f)
+	return col
+}
+
+// topCands returns the limit newest events (by col, then ID) of the union
+// of parts. Only the two sort columns are read; one top-N over all 40
+// columns read every column of the range.
+func (s *Store) topCands(ctx context.Context, col string, parts []wherePart, limit int) ([]latestCand, error) {
+	var sel []string
+	var args []any
+	for _, p := range parts {
+		sel = append(sel, "SELECT "+col+", id FROM events"+p.where)
+		args = append(args, p.args...)
+	}
+	q := "SELECT " + col + ", id FROM (" + strings.Join(sel, " UNION ALL ") + ") ORDER BY " + col + " DESC, id LIMIT ?"
+	rows, err := s.q(ctx).QueryContext(ctx, q, append(args, limit)...)
+	if err != nil {
+		return nil, fmt.Errorf("cannot query latest events: %w", err)
+	}
+	defer rows.Close()
+	var out []latestCand
+	for rows.Next() {
+		var c latestCand
+		if err := rows.Scan(&c.t, &c.id); err != nil {
+			return nil, fmt.Errorf("cannot query latest events: %w", err)
+		}
+		c.t = c.t.UTC()
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// fetchEvents reads the whole rows of cands (ordered as Latest orders),
+// by ID within the hours of their times, so that zone maps skip the other
+// row groups even when the candidates are days apart.
+func (s *Store) fetchEvents(ctx context.Context, f peba.TimeField, cands []latestCand) ([]peba.Event, error) {
+	if len(cands) == 0 {
+		return nil, nil
+	}
+	col := timeColumnOf(f)
+	var parts []string
+	var args []any
+	for i := 0; i < len(cands); {
+		hour := cands[i].t.Truncate(time.Hour)
+		j := i
+		var ids []string
+		for ; j < len(cands) && cands[j].t.Truncate(time.Hour).Equal(hour); j++ {
+			ids = append(ids, cands[j].id)
+		}
+		// cands are newest first: [cands[j-1].t, cands[i].t].
+		parts = append(parts, "SELECT "+eventColumns+" FROM events WHERE "+col+" BETWEEN ? AND ? AND id IN (SELECT unnest(?::VARCHAR[]))")
+		args = append(args, cands[j-1].t, cands[i].t, ids)
+		i = j
+	}
+	rows, err := s.q(ctx).QueryContext(ctx, strings.Join(parts, " UNION ALL "), args...)
+	if err != nil {
+		return nil, fmt.Errorf("cannot query latest events: %w", err)
+	}
+	defer rows.Close()
+	var out []peba.Event
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return nil, fmt.Errorf("cannot query latest events: %w", err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("cannot query latest events: %w", err)
+	}
+	tf := func(e *peba.Event) time.Time {
+		if f == peba.Created {
+			return e.CreateTime
+		}
+		return e.ReceivedTime
+	}
+	slices.SortFunc(out, func(a, b peba.Event) int {
+		if c := tf(&b).Compare(tf(&a)); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out, nil
+}
+
+// sensorRollup is rollup_sensor_day as a plan candidate (only its
+// granularity and field are used).
+var sensorRollup = rollup{table: "rollup_sensor_day", field: peba.Received, gran: 24 * time.Hour}
 
 // Sensors implements peba.Stats (peba.md §7.1). Events whose hostname is
 // "undefined" (PEBA's default, older T-Pots) or empty are grouped by target
@@ -568,59 +912,157 @@ func (s *Store) Latest(ctx context.Context, w peba.Window, src netip.Addr, limit
 // cannot express. PeerIdent and PeerType are distinct and sorted in byte
 // order, and not capped at 10 as PEBA's sub-aggregations were. Groups are
 // ordered by Hostname then TargetIP, so the address groups come first.
+// Whole received-time days come from rollup_sensor_day, the rest of the
+// window from the events.
 func (s *Store) Sensors(ctx context.Context, w peba.Window) ([]peba.SensorGroup, error) {
+	return s.sensors(ctx, w, true)
+}
+
+func (s *Store) sensors(ctx context.Context, w peba.Window, useRollups bool) ([]peba.SensorGroup, error) {
 	col, err := timeColumn(w.Field)
 	if err != nil {
 		return nil, err
 	}
-	where, args, none := windowWhere(w, col)
-	if none {
+	from, to := w.From, w.To
+	if !from.IsZero() {
+		from = dbTime(from)
+	}
+	if !to.IsZero() {
+		to = dbTime(to)
+	}
+	if !from.IsZero() && !to.IsZero() && !from.Before(to) {
 		return nil, nil
 	}
-	const old = "hostname IN ('', 'undefined')"
-	q := "SELECT CASE WHEN " + old + " THEN '' ELSE hostname END AS h, " +
-		"CASE WHEN " + old + " THEN dst_ip ELSE '' END AS ip, " +
-		"list_distinct(list(peer_ident)), list_distinct(list(peer_type)), count(*) " +
-		"FROM events" + where + " GROUP BY h, ip ORDER BY h, ip"
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	var cands []*rollup
+	if useRollups && w.Field == sensorRollup.field {
+		cands = []*rollup{&sensorRollup}
+	}
+	var parts []string
+	var args []any
+	for _, seg := range split(from, to, cands, nil) {
+		sw := w
+		sw.From, sw.To = seg.from, seg.to
+		if seg.r != nil {
+			where, wargs, none := windowWhere(sw, "t")
+			if none {
+				return nil, nil
+			}
+			parts = append(parts, "SELECT h, ip, peer_ident, peer_type, cnt AS c FROM rollup_sensor_day"+where)
+			args = append(args, wargs...)
+			continue
+		}
+		where, wargs, none := windowWhere(sw, col)
+		if none {
+			return nil, nil
+		}
+		parts = append(parts, "SELECT "+sensorHostSQL+" AS h, "+sensorIPSQL+" AS ip, peer_ident, peer_type, count(*) AS c FROM events"+
+			where+" GROUP BY ALL")
+		args = append(args, wargs...)
+	}
+	q := "FROM (" + strings.Join(parts, " UNION ALL ") + ") GROUP BY h, ip"
+	// The identifiers and types of a group come as one string each, joined
+	// by U+0001: aggregating the 44k rows of a day of the benchmark data
+	// into strings cost a third of list_distinct(list(...)) and its
+	// transfer as Go lists. Go removes the repetitions (of several days,
+	// domains and raw rows) and sorts (an ORDER BY cost more). U+0001
+	// cannot come from EWS (XML), but from JSON imports: a value that
+	// contains it splits into more items than the group has rows, and then
+	// the query is repeated with "<bytes>:<value>" items, which take twice
+	// as long.
+	var out []peba.SensorGroup
+	err = s.readTx(ctx, func(ctx context.Context) error {
+		var clean bool
+		var err error
+		out, clean, err = s.querySensors(ctx, "SELECT h, ip, string_agg(peer_ident, chr(1)), string_agg(peer_type, chr(1)), sum(c)::BIGINT, count(*) "+q,
+			args, splitItems)
+		if err == nil && !clean {
+			const item = "strlen(%[1]s)::VARCHAR || ':' || %[1]s"
+			out, _, err = s.querySensors(ctx, "SELECT h, ip, string_agg("+fmt.Sprintf(item, "peer_ident")+", ''), string_agg("+
+				fmt.Sprintf(item, "peer_type")+", ''), sum(c)::BIGINT, -1 "+q, args, lengthItems)
+		}
+		return err
+	})
+	slices.SortFunc(out, func(a, b peba.SensorGroup) int {
+		if c := strings.Compare(a.Hostname, b.Hostname); c != 0 {
+			return c
+		}
+		return strings.Compare(a.TargetIP, b.TargetIP)
+	})
+	return out, err
+}
+
+// querySensors runs a Sensors query whose columns are the group, its
+// identifiers and types as strings that parse splits, the count, and the
+// number of rows aggregated, which each string must split into (-1: do not
+// check); clean is false if one did not.
+func (s *Store) querySensors(ctx context.Context, q string, args []any, parse func(s string, repetitive bool) ([]string, int, error)) (out []peba.SensorGroup, clean bool, err error) {
+	rows, err := s.q(ctx).QueryContext(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("cannot query sensors: %w", err)
+		return nil, false, fmt.Errorf("cannot query sensors: %w", err)
 	}
 	defer rows.Close()
-	var out []peba.SensorGroup
 	for rows.Next() {
 		var (
 			g            peba.SensorGroup
-			idents, typs []any
+			idents, typs string
+			items        int
+			ni, nt       int
 		)
-		if err := rows.Scan(&g.Hostname, &g.TargetIP, &idents, &typs, &g.Count); err != nil {
-			return nil, fmt.Errorf("cannot scan sensors: %w", err)
+		if err := rows.Scan(&g.Hostname, &g.TargetIP, &idents, &typs, &g.Count, &items); err != nil {
+			return nil, false, fmt.Errorf("cannot scan sensors: %w", err)
 		}
-		if g.PeerIdent, err = sortedStrings(idents); err != nil {
-			return nil, err
+		if g.PeerIdent, ni, err = parse(idents, false); err != nil {
+			return nil, false, err
 		}
-		if g.PeerType, err = sortedStrings(typs); err != nil {
-			return nil, err
+		if g.PeerType, nt, err = parse(typs, true); err != nil {
+			return nil, false, err
+		}
+		if items >= 0 && (ni != items || nt != items) {
+			return nil, false, nil
 		}
 		out = append(out, g)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("cannot query sensors: %w", err)
+		return nil, false, fmt.Errorf("cannot query sensors: %w", err)
 	}
-	return out, nil
+	return out, true, nil
 }
 
-// sortedStrings converts a scanned VARCHAR list and sorts it in byte order
-// (DuckDB's list order is unspecified).
-func sortedStrings(l []any) ([]string, error) {
-	out := make([]string, len(l))
-	for i, v := range l {
-		s, ok := v.(string)
-		if !ok {
-			return nil, fmt.Errorf("cannot scan sensors: list element is %T, not string", v)
+// splitItems splits a string of values joined by U+0001 and returns the
+// distinct values sorted in byte order, and how many there were. Values
+// that repeat a lot (types: 75 items of 18 values per group on the
+// benchmark data) are cheaper to drop with a map before sorting; mostly
+// distinct ones (identifiers) to sort directly.
+func splitItems(s string, repetitive bool) ([]string, int, error) {
+	out := strings.Split(s, "\x01")
+	n := len(out)
+	if repetitive && n > 8 {
+		seen := make(map[string]struct{}, 16)
+		for _, v := range out {
+			seen[v] = struct{}{}
 		}
-		out[i] = s
+		out = out[:0]
+		for v := range seen {
+			out = append(out, v)
+		}
 	}
 	slices.Sort(out)
-	return out, nil
+	return slices.Compact(out), n, nil
+}
+
+// lengthItems parses a string of "<bytes>:<value>" items and returns the
+// distinct values sorted in byte order, and how many there were.
+func lengthItems(s string, _ bool) ([]string, int, error) {
+	var out []string
+	for s != "" {
+		n, rest, ok := strings.Cut(s, ":")
+		size, err := strconv.Atoi(n)
+		if !ok || err != nil || size < 0 || size > len(rest) {
+			return nil, 0, fmt.Errorf("cannot scan sensors: malformed item list")
+		}
+		out, s = append(out, rest[:size]), rest[size:]
+	}
+	n := len(out)
+	slices.Sort(out)
+	return slices.Compact(out), n, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"net/netip"
 	"path/filepath"
 	"reflect"
@@ -134,5 +135,155 @@ func BenchmarkStats(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestRecentCache checks Latest's cache of the newest events (recent.go)
+// against the events table: while batches arrive out of order, with
+// received-time ties, events older than the cache covers, attributes and
+// payloads (not stored), and after retention.
+func TestRecentCache(t *testing.T) {
+	defer func(n, m int, d time.Duration) { recentMax, recentTimesMax, recentSpan = n, m, d }(recentMax, recentTimesMax, recentSpan)
+	recentMax, recentTimesMax = 40, 300     // trimmed often
+	recentSpan = 100 * 365 * 24 * time.Hour // the test's times are in 2024
+	ctx := context.Background()
+	s := openStats(t).(*Store)
+	r := rand.New(rand.NewPCG(5, 6))
+	base := time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)
+	var times []time.Time // received times of the stored events
+	counted := 0          // Counts answered from the times
+	check := func(when string) {
+		t.Helper()
+		for range 25 {
+			w := randomWindow(r)
+			w.Field = peba.Received
+			w.From, w.To = time.Time{}, time.Time{}
+			switch r.IntN(3) {
+			case 0:
+				w.From = base.Add(time.Duration(r.IntN(100)) * time.Minute)
+			case 1:
+				// An instant that events share, such as the cache's edge.
+				if len(times) > 0 {
+					w.From = times[r.IntN(len(times))]
+				}
+			}
+			if r.IntN(4) == 0 {
+				w.To = base.Add(time.Duration(50+r.IntN(100)) * time.Minute)
+			}
+			limit := []int{1, 5, 35, 39, 40, 100}[r.IntN(6)]
+			got, err := s.Latest(ctx, w, netip.Addr{}, limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := s.latestStored(ctx, w, limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("%s: Latest(%+v, %d) from the cache =\n  %v\nfrom the table\n  %v", when, w, limit, ids(got), ids(want))
+			}
+			w.PeerType = ""
+			n, err := s.Count(ctx, w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantN, err := s.count(ctx, w, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n != wantN {
+				t.Fatalf("%s: Count(%+v) = %d from the times, %d from the table", when, w, n, wantN)
+			}
+			if _, ok := s.countRecent(w); ok {
+				counted++
+			}
+		}
+	}
+	check("empty store")
+	n := 0
+	var hits int
+	for batch := range 25 {
+		evs := make([]peba.Event, 1+r.IntN(30))
+		for i := range evs {
+			e := sampleEvent(n, "")
+			n++
+			// Mostly new minutes, some far older, many on the same instant.
+			e.ReceivedTime = base.Add(time.Duration(batch*4+r.IntN(6))*time.Minute + time.Duration(r.IntN(3))*time.Nanosecond)
+			if r.IntN(8) == 0 {
+				e.ReceivedTime = base.Add(time.Duration(r.IntN(batch*4+1)) * time.Minute)
+			}
+			e.Domain = peba.Domain(1 + r.IntN(2))
+			e.PeerType = []string{"Webpage", "SSH/console(cowrie)"}[r.IntN(2)]
+			if r.IntN(2) == 0 {
+				e.Fields, e.Requests = []peba.Attr{}, []peba.Attr{{Key: "raw", Value: "x"}}
+			}
+			e.Payload = &peba.Payload{MD5: "m"}
+			evs[i] = e
+			times = append(times, e.ReceivedTime)
+		}
+		if _, err := s.AppendEvents(ctx, evs); err != nil {
+			t.Fatal(err)
+		}
+		if batch == 12 {
+			s.forgetRecent() // loaded again from a full table
+		}
+		check(fmt.Sprintf("after batch %d", batch))
+		if _, ok := s.latestRecent(peba.Window{Domains: []peba.Domain{peba.DomainCommunity}, Field: peba.Received}, 5); ok {
+			hits++
+		}
+	}
+	if counted < 100 {
+		t.Errorf("the times answered %d Counts; want most of those with a start", counted)
+	}
+	if hits < 15 {
+		t.Errorf("the cache answered %d of 25 newest-5 queries; want most", hits)
+	}
+	if _, err := s.DeleteEventsBefore(ctx, base.Add(100*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	check("after retention")
+}
+
+func ids(evs []peba.Event) []string {
+	out := make([]string, len(evs))
+	for i := range evs {
+		out[i] = evs[i].ID[len(evs[i].ID)-4:] + "@" + evs[i].ReceivedTime.Format("15:04:05.000000000")
+	}
+	return out
+}
+
+// TestRecentCacheEdge loads the cache when the newest recentMax events end
+// inside a group of events received at the same instant: those of the
+// group that were loaded must not count as covered, or a window starting
+// at that instant would miss the others.
+func TestRecentCacheEdge(t *testing.T) {
+	defer func(n int) { recentMax = n }(recentMax)
+	recentMax = 12
+	ctx := context.Background()
+	s := openStats(t).(*Store)
+	tie := time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)
+	var evs []peba.Event
+	for i := range 15 {
+		e := sampleEvent(i, "")
+		e.ReceivedTime = tie.Add(time.Duration(i) * time.Second) // 5..14 are newer
+		if i < 5 {
+			e.ReceivedTime = tie // 0..4 tie; 0 and 1 are loaded
+		}
+		evs = append(evs, e)
+	}
+	evs[4].Domain = peba.DomainPrivate // the one private event, cut off by the load
+	if _, err := s.AppendEvents(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	w := peba.Window{Domains: []peba.Domain{peba.DomainPrivate}, Field: peba.Received, From: tie}
+	got, err := s.Latest(ctx, w, netip.Addr{}, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].ID != evs[4].ID {
+		t.Errorf("Latest(private, from the tie) = %v, want [%s]", ids(got), evs[4].ID)
+	}
+	if _, ok := s.latestRecent(peba.Window{Domains: []peba.Domain{peba.DomainCommunity}, Field: peba.Received}, 5); !ok {
+		t.Error("the cache was not loaded")
 	}
 }

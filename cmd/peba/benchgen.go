@@ -111,7 +111,7 @@ func runBenchGen(ctx context.Context, args []string, getenv func(string) string,
 		create := recv.Add(-time.Duration(r.ExpFloat64() * 0.8 * float64(time.Second)))
 
 		rank := ipZipf.Uint64()
-		src := netip.AddrFrom4([4]byte{byte(1 + rank*2654435761%223), byte(rank >> 16), byte(rank >> 8), byte(rank)})
+		src := genSrcAddr(rank)
 		cidx := int(rank*40503) % 200
 		if rank < 5000 { // the hot addresses come from the big countries
 			cidx = int(countryZipf.Uint64())
@@ -172,4 +172,10 @@ func runBenchGen(ctx context.Context, args []string, getenv func(string) string,
 		return cp.Checkpoint(ctx)
 	}
 	return nil
+}
+
+// genSrcAddr is the source address of Zipf rank rank (0 is the most
+// frequent); bench query asks querySingleIP for some of them.
+func genSrcAddr(rank uint64) netip.Addr {
+	return netip.AddrFrom4([4]byte{byte(1 + rank*2654435761%223), byte(rank >> 16), byte(rank >> 8), byte(rank)})
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -17,7 +18,9 @@ const benchQueryUsage = `Usage:
 
 Requests every PEBA statistics endpoint N times, one request at a time, and prints p50/p99 latency per
 endpoint. Run the server with -responsecache off to measure the store, or on to measure cache hits.
--user/-token (a registered user) enable the authenticated POST endpoints.
+-user/-token (a registered user) enable the authenticated POST endpoints. -ip is an address without events
+in data from bench gen; querySingleIP is also asked for a frequent and an infrequent source of that data.
+The machine's load average is printed first: the figures are only comparable at a similar load.
 `
 
 type benchReq struct {
@@ -47,6 +50,10 @@ func benchRequests(ip string) []benchReq {
 		{"retrieveIPs15m", "POST", "/alert/retrieveIPs15m", true},
 		{"retrieveAlertsCyber", "POST", "/alert/retrieveAlertsCyber", true},
 		{"querySingleIP", "POST", "/alert/querySingleIP?ip=" + ip, true},
+		// Sources of the generated data (bench gen): the most frequent one,
+		// and one with a few events spread over the days.
+		{"querySingleIP?ip=hot", "POST", "/alert/querySingleIP?ip=" + genSrcAddr(0).String(), true},
+		{"querySingleIP?ip=cold", "POST", "/alert/querySingleIP?ip=" + genSrcAddr(20_000).String(), true},
 		{"heartbeat", "GET", "/heartbeat", false},
 	}
 }
@@ -68,6 +75,9 @@ func runBenchQuery(ctx context.Context, args []string, stdout, stderr io.Writer)
 	client := &http.Client{Timeout: 60 * time.Second}
 	authBody := `<EWS-SimpleMessage version="2.0"><Authentication><username>` + string(appendEscaped(nil, *user)) +
 		`</username><token>` + string(appendEscaped(nil, *token)) + `</token></Authentication></EWS-SimpleMessage>`
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		fmt.Fprintf(stdout, "load average: %s\n", strings.Join(strings.Fields(string(b))[:3], " "))
+	}
 	fmt.Fprintf(stdout, "| endpoint | p50 ms | p99 ms | max ms | status | bytes |\n|---|---|---|---|---|---|\n")
 	for _, q := range benchRequests(*ip) {
 		if q.auth && *user == "" {
