@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -14,12 +13,7 @@ import (
 	duckdbdriver "github.com/duckdb/duckdb-go/v2"
 
 	"github.com/peba-go/peba"
-)
-
-// Bounds on what AppendEvents accepts. Decoders bound their inputs much more
-// tightly; these only keep a bug upstream from writing absurd rows.
-const (
-	maxFieldLen = peba.MaxFieldLen // per JSON-encoded []Attr
+	"github.com/peba-go/peba/internal/storerow"
 )
 
 // eventColumns is the column order of the events table, of rowValues and of
@@ -176,15 +170,15 @@ func validateEvent(e *peba.Event) error { return peba.ValidateEvent(e) }
 
 // rowValues returns the Appender row for e, in eventColumns order.
 func rowValues(e *peba.Event) ([]driver.Value, error) {
-	ad, err := encodeAttrs(e.AdditionalData)
+	ad, err := storerow.EncodeAttrs(e.AdditionalData)
 	if err != nil {
 		return nil, err
 	}
-	fs, err := encodeAttrs(e.Fields)
+	fs, err := storerow.EncodeAttrs(e.Fields)
 	if err != nil {
 		return nil, err
 	}
-	rq, err := encodeAttrs(e.Requests)
+	rq, err := storerow.EncodeAttrs(e.Requests)
 	if err != nil {
 		return nil, err
 	}
@@ -192,7 +186,7 @@ func rowValues(e *peba.Event) ([]driver.Value, error) {
 		e.ID, e.Domain == peba.DomainCommunity, e.Submitter, e.Origin,
 		dbTime(e.ReceivedTime), dbTime(e.CreateTime),
 		e.PeerIdent, e.PeerType, e.SensorUUID, e.Hostname, e.ExternalIP, e.InternalIP,
-		addrText(e.SrcIP), portValue(e.SrcPort), addrText(e.DstIP), portValue(e.DstPort), e.Transport,
+		storerow.AddrText(e.SrcIP), portValue(e.SrcPort), storerow.AddrText(e.DstIP), portValue(e.DstPort), e.Transport,
 		e.URL, e.VulnID, e.Username, e.Password, e.Login, e.ClientVersion, e.SessionStart, e.SessionEnd, e.RawHTTP,
 		e.PayloadMD5, ad, fs, rq,
 		e.Src.Country, e.Src.CountryName, e.Src.ASN, e.Src.Lat, e.Src.Lon,
@@ -200,49 +194,11 @@ func rowValues(e *peba.Event) ([]driver.Value, error) {
 	}, nil
 }
 
-// addrText stores netip.Addr as its canonical text. VARCHAR rather than
-// DuckDB's INET: INET lives in the inet extension, which would have to be
-// installed from the network at run time, and the text form round-trips
-// exactly (zones included) through netip.ParseAddr.
-func addrText(a netip.Addr) string {
-	if !a.IsValid() {
-		return ""
-	}
-	return a.String()
-}
-
 func portValue(p int32) driver.Value {
 	if p == peba.NoPort {
 		return nil
 	}
 	return p
-}
-
-// encodeAttrs encodes attrs as a JSON array of {"k","v"} objects, which keeps
-// order and repetitions.
-func encodeAttrs(attrs []peba.Attr) (string, error) {
-	if len(attrs) == 0 {
-		return "[]", nil
-	}
-	b, err := json.Marshal(attrs)
-	if err != nil {
-		return "", fmt.Errorf("cannot encode attributes: %w", err)
-	}
-	if len(b) > maxFieldLen {
-		return "", fmt.Errorf("attributes longer than %d bytes", maxFieldLen)
-	}
-	return string(b), nil
-}
-
-func decodeAttrs(s string) ([]peba.Attr, error) {
-	if s == "" || s == "[]" {
-		return nil, nil
-	}
-	var attrs []peba.Attr
-	if err := json.Unmarshal([]byte(s), &attrs); err != nil {
-		return nil, fmt.Errorf("cannot decode attributes: %w", err)
-	}
-	return attrs, nil
 }
 
 // scanEvent reads one row selected with eventColumns.
@@ -271,10 +227,10 @@ func scanEvent(rows *sql.Rows) (peba.Event, error) {
 	}
 	e.ReceivedTime = received.UTC()
 	e.CreateTime = createdAt.UTC()
-	if e.SrcIP, err = parseAddr(srcIP); err != nil {
+	if e.SrcIP, err = storerow.ParseAddr(srcIP); err != nil {
 		return e, err
 	}
-	if e.DstIP, err = parseAddr(dstIP); err != nil {
+	if e.DstIP, err = storerow.ParseAddr(dstIP); err != nil {
 		return e, err
 	}
 	e.SrcPort, e.DstPort = peba.NoPort, peba.NoPort
@@ -284,27 +240,16 @@ func scanEvent(rows *sql.Rows) (peba.Event, error) {
 	if dstPort.Valid {
 		e.DstPort = dstPort.Int32
 	}
-	if e.AdditionalData, err = decodeAttrs(ad); err != nil {
+	if e.AdditionalData, err = storerow.DecodeAttrs(ad); err != nil {
 		return e, err
 	}
-	if e.Fields, err = decodeAttrs(fields); err != nil {
+	if e.Fields, err = storerow.DecodeAttrs(fields); err != nil {
 		return e, err
 	}
-	if e.Requests, err = decodeAttrs(reqs); err != nil {
+	if e.Requests, err = storerow.DecodeAttrs(reqs); err != nil {
 		return e, err
 	}
 	return e, nil
-}
-
-func parseAddr(s string) (netip.Addr, error) {
-	if s == "" {
-		return netip.Addr{}, nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return a, fmt.Errorf("cannot parse stored address: %w", err)
-	}
-	return a, nil
 }
 
 // where builds the WHERE clause and arguments for f.

@@ -11,6 +11,7 @@ import (
 	duckdbdriver "github.com/duckdb/duckdb-go/v2"
 
 	"github.com/peba-go/peba"
+	"github.com/peba-go/peba/internal/storerow"
 )
 
 // payloadAgg is what one append contributes to one payload record.
@@ -43,7 +44,7 @@ func (s *Store) upsertPayloads(ctx context.Context, inserted []peba.Event) error
 		a := byMD5[e.PayloadMD5]
 		if a == nil {
 			a = &payloadAgg{md5: e.PayloadMD5, first: ct, last: ct,
-				initialIP: addrText(e.SrcIP), initialPort: portValue(e.DstPort)}
+				initialIP: storerow.AddrText(e.SrcIP), initialPort: portValue(e.DstPort)}
 			byMD5[e.PayloadMD5] = a
 			order = append(order, a)
 		}

@@ -13,6 +13,7 @@ import (
 	duckdbdriver "github.com/duckdb/duckdb-go/v2"
 
 	"github.com/peba-go/peba"
+	"github.com/peba-go/peba/internal/storerow"
 )
 
 // rollup describes one rollup table of 0002_rollups.sql and
@@ -74,16 +75,6 @@ type rollupKey struct {
 	lat, lon uint64
 }
 
-// canonFloat gives each coordinate the one value the database also treats
-// as that key: +0 for -0, and one NaN for all NaNs. Otherwise two Go map
-// keys could be one database key, and the upsert would update a row twice.
-func canonFloat(f float64) float64 {
-	if math.IsNaN(f) {
-		return math.NaN()
-	}
-	return f + 0
-}
-
 // portTexts is the decimal text of every port, the rollup key of
 // DimDstPort, made once: strconv would allocate it for every event.
 var portTexts = sync.OnceValue(func() []string {
@@ -115,9 +106,9 @@ func rollupKeyOf(e *peba.Event, hour int64, dim peba.Dim) rollupKey {
 	case peba.DimDstCountry:
 		k.k, k.l = e.Dst.Country, e.Dst.CountryName
 	case peba.DimSrcLocation:
-		k.lat, k.lon = math.Float64bits(canonFloat(e.Src.Lat)), math.Float64bits(canonFloat(e.Src.Lon))
+		k.lat, k.lon = math.Float64bits(storerow.CanonFloat(e.Src.Lat)), math.Float64bits(storerow.CanonFloat(e.Src.Lon))
 	case peba.DimDstLocation:
-		k.lat, k.lon = math.Float64bits(canonFloat(e.Dst.Lat)), math.Float64bits(canonFloat(e.Dst.Lon))
+		k.lat, k.lon = math.Float64bits(storerow.CanonFloat(e.Dst.Lat)), math.Float64bits(storerow.CanonFloat(e.Dst.Lon))
 	case peba.DimURL:
 		k.k = e.URL
 	case peba.DimDstPort:
@@ -288,19 +279,12 @@ type sensorKey struct {
 
 // sensorGroupSQL are the SQL expressions over events of a sensor group's
 // hostname and target address (peba.Stats.Sensors): events without a real
-// hostname are grouped by target address. sensorGroup is the same in Go.
+// hostname are grouped by target address. storerow.SensorGroup is the same in Go.
 const (
 	sensorOld     = "hostname IN ('', 'undefined')"
 	sensorHostSQL = "CASE WHEN " + sensorOld + " THEN '' ELSE hostname END"
 	sensorIPSQL   = "CASE WHEN " + sensorOld + " THEN dst_ip ELSE '' END"
 )
-
-func sensorGroup(e *peba.Event) (host, ip string) {
-	if e.Hostname == "" || e.Hostname == "undefined" {
-		return "", addrText(e.DstIP)
-	}
-	return e.Hostname, ""
-}
 
 // upsertSensorRollup adds the inserted events to rollup_sensor_day.
 func (s *Store) upsertSensorRollup(ctx context.Context, inserted []peba.Event) error {
@@ -308,7 +292,7 @@ func (s *Store) upsertSensorRollup(ctx context.Context, inserted []peba.Event) e
 	var order []sensorKey
 	for i := range inserted {
 		e := &inserted[i]
-		h, ip := sensorGroup(e)
+		h, ip := storerow.SensorGroup(e.Hostname, storerow.AddrText(e.DstIP))
 		us := dbTime(e.ReceivedTime).UnixMicro()
 		k := sensorKey{us - floorMod(us, 24*hourUS), e.Domain == peba.DomainCommunity, h, ip, e.PeerIdent, e.PeerType}
 		if _, ok := counts[k]; !ok {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/peba-go/peba"
+	"github.com/peba-go/peba/internal/storerow"
 )
 
 var rollupDay = time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC)
@@ -557,7 +558,7 @@ func sensorsOf(evs []peba.Event, w peba.Window) []peba.SensorGroup {
 			!w.To.IsZero() && !t.Before(dbTime(w.To)) || w.PeerType != "" && e.PeerType != w.PeerType {
 			continue
 		}
-		h, ip := sensorGroup(e)
+		h, ip := storerow.SensorGroup(e.Hostname, storerow.AddrText(e.DstIP))
 		g := groups[key{h, ip}]
 		if g == nil {
 			g = &peba.SensorGroup{Hostname: h, TargetIP: ip}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/peba-go/peba"
+	"github.com/peba-go/peba/internal/storerow"
 )
 
 var _ peba.Stats = (*Store)(nil)
@@ -132,12 +133,6 @@ func rawCols(dim peba.Dim) (keyCols, bool) {
 func labeled(d peba.Dim) bool { return d == peba.DimSrcCountry || d == peba.DimDstCountry }
 
 func isLocation(d peba.Dim) bool { return d == peba.DimSrcLocation || d == peba.DimDstLocation }
-
-// locKey formats a location key. Adding 0 turns -0 into 0, so that both
-// zeros (equal in SQL) give one key.
-func locKey(lat, lon float64) string {
-	return strconv.FormatFloat(lat+0, 'g', -1, 64) + "," + strconv.FormatFloat(lon+0, 'g', -1, 64)
-}
 
 // segment is a part of a window answered from one source: the rollup r
 // (its buckets lie wholly inside [from, to)), or the raw events if r is nil.
@@ -372,7 +367,7 @@ func (s *Store) topLocations(ctx context.Context, src string, args []any, limit 
 		if err := rows.Scan(&la, &lo, &n); err != nil {
 			return nil, fmt.Errorf("cannot scan top locations: %w", err)
 		}
-		counts[locKey(la, lo)] += n
+		counts[storerow.LocKey(la, lo)] += n
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("cannot query top locations: %w", err)
@@ -523,7 +518,7 @@ func (s *Store) seriesLocations(ctx context.Context, w peba.Window, width time.D
 		if err := rows.Scan(&start, &la, &lo, &n); err != nil {
 			return nil, fmt.Errorf("cannot scan location series: %w", err)
 		}
-		if k := locKey(la, lo); want[k] {
+		if k := storerow.LocKey(la, lo); want[k] {
 			counts[pk{start.UTC(), k}] += n
 		}
 	}

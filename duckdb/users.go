@@ -5,31 +5,17 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"unicode/utf8"
 
 	"github.com/peba-go/peba"
+	"github.com/peba-go/peba/internal/storerow"
 )
-
-const maxUserField = 1024
-
-func validateUser(u *peba.User) error {
-	if u.Name == "" {
-		return peba.Errorf(peba.EINVALID, "user name is empty")
-	}
-	for _, f := range []string{u.Name, u.TokenHash, u.Email} {
-		if len(f) > maxUserField || !utf8.ValidString(f) {
-			return peba.Errorf(peba.EINVALID, "user field is too long or not valid UTF-8")
-		}
-	}
-	return nil
-}
 
 // User writes go through the writer connection like every other write, so
 // they never meet an append in a DuckDB write-write conflict.
 
 // CreateUser implements peba.Store: ErrConflict if the name exists.
 func (s *Store) CreateUser(ctx context.Context, u *peba.User) error {
-	if err := validateUser(u); err != nil {
+	if err := storerow.ValidateUser(u); err != nil {
 		return err
 	}
 	if err := s.lockWriter(); err != nil {
@@ -48,7 +34,7 @@ func (s *Store) CreateUser(ctx context.Context, u *peba.User) error {
 // UpdateUser implements peba.Store: ErrNotFound if missing. Created is
 // not changed.
 func (s *Store) UpdateUser(ctx context.Context, u *peba.User) error {
-	if err := validateUser(u); err != nil {
+	if err := storerow.ValidateUser(u); err != nil {
 		return err
 	}
 	if err := s.lockWriter(); err != nil {

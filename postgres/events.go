@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -13,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/peba-go/peba"
+	"github.com/peba-go/peba/internal/storerow"
 )
 
 // eventColumnNames is the column order of the events table, of rowValues
@@ -206,15 +206,15 @@ func (s *Store) notifyFeed(ctx context.Context, seq int64) {
 
 // rowValues returns the COPY row for e, in eventColumnNames order.
 func rowValues(e *peba.Event) ([]any, error) {
-	ad, err := encodeAttrs(e.AdditionalData)
+	ad, err := storerow.EncodeAttrs(e.AdditionalData)
 	if err != nil {
 		return nil, err
 	}
-	fs, err := encodeAttrs(e.Fields)
+	fs, err := storerow.EncodeAttrs(e.Fields)
 	if err != nil {
 		return nil, err
 	}
-	rq, err := encodeAttrs(e.Requests)
+	rq, err := storerow.EncodeAttrs(e.Requests)
 	if err != nil {
 		return nil, err
 	}
@@ -223,7 +223,7 @@ func rowValues(e *peba.Event) ([]any, error) {
 		x(e.ID), e.Domain == peba.DomainCommunity, x(e.Submitter), x(e.Origin),
 		dbTime(e.ReceivedTime), dbTime(e.CreateTime),
 		x(e.PeerIdent), x(e.PeerType), x(e.SensorUUID), x(e.Hostname), x(e.ExternalIP), x(e.InternalIP),
-		addrText(e.SrcIP), portValue(e.SrcPort), addrText(e.DstIP), portValue(e.DstPort), x(e.Transport),
+		storerow.AddrText(e.SrcIP), portValue(e.SrcPort), storerow.AddrText(e.DstIP), portValue(e.DstPort), x(e.Transport),
 		x(e.URL), x(e.VulnID), x(e.Username), x(e.Password), x(e.Login), x(e.ClientVersion), x(e.SessionStart), x(e.SessionEnd), x(e.RawHTTP),
 		x(e.PayloadMD5), ad, fs, rq,
 		x(e.Src.Country), x(e.Src.CountryName), x(e.Src.ASN), e.Src.Lat, e.Src.Lon,
@@ -231,49 +231,11 @@ func rowValues(e *peba.Event) ([]any, error) {
 	}, nil
 }
 
-// addrText stores netip.Addr as its canonical text, as the DuckDB store
-// does: it round-trips exactly (zones included, which inet would drop)
-// and Top(DimSrcIP) keys are this text.
-func addrText(a netip.Addr) string {
-	if !a.IsValid() {
-		return ""
-	}
-	return a.String()
-}
-
 func portValue(p int32) *int32 {
 	if p == peba.NoPort {
 		return nil
 	}
 	return &p
-}
-
-// encodeAttrs encodes attrs as a JSON array of {"k","v"} objects, which keeps
-// order and repetitions. encoding/json escapes control characters, so the
-// text holds no NUL.
-func encodeAttrs(attrs []peba.Attr) (string, error) {
-	if len(attrs) == 0 {
-		return "[]", nil
-	}
-	b, err := json.Marshal(attrs)
-	if err != nil {
-		return "", fmt.Errorf("cannot encode attributes: %w", err)
-	}
-	if len(b) > peba.MaxFieldLen {
-		return "", fmt.Errorf("attributes longer than %d bytes", peba.MaxFieldLen)
-	}
-	return string(b), nil
-}
-
-func decodeAttrs(s string) ([]peba.Attr, error) {
-	if s == "" || s == "[]" {
-		return nil, nil
-	}
-	var attrs []peba.Attr
-	if err := json.Unmarshal([]byte(s), &attrs); err != nil {
-		return nil, fmt.Errorf("cannot decode attributes: %w", err)
-	}
-	return attrs, nil
 }
 
 // scanEvent reads one row selected with eventColumns.
@@ -307,10 +269,10 @@ func scanEvent(row pgx.CollectableRow) (peba.Event, error) {
 	}
 	e.ReceivedTime = e.ReceivedTime.UTC()
 	e.CreateTime = e.CreateTime.UTC()
-	if e.SrcIP, err = parseAddr(srcIP); err != nil {
+	if e.SrcIP, err = storerow.ParseAddr(srcIP); err != nil {
 		return e, err
 	}
-	if e.DstIP, err = parseAddr(dstIP); err != nil {
+	if e.DstIP, err = storerow.ParseAddr(dstIP); err != nil {
 		return e, err
 	}
 	e.SrcPort, e.DstPort = peba.NoPort, peba.NoPort
@@ -320,27 +282,16 @@ func scanEvent(row pgx.CollectableRow) (peba.Event, error) {
 	if dstPort != nil {
 		e.DstPort = *dstPort
 	}
-	if e.AdditionalData, err = decodeAttrs(ad); err != nil {
+	if e.AdditionalData, err = storerow.DecodeAttrs(ad); err != nil {
 		return e, err
 	}
-	if e.Fields, err = decodeAttrs(fields); err != nil {
+	if e.Fields, err = storerow.DecodeAttrs(fields); err != nil {
 		return e, err
 	}
-	if e.Requests, err = decodeAttrs(reqs); err != nil {
+	if e.Requests, err = storerow.DecodeAttrs(reqs); err != nil {
 		return e, err
 	}
 	return e, nil
-}
-
-func parseAddr(s string) (netip.Addr, error) {
-	if s == "" {
-		return netip.Addr{}, nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return a, fmt.Errorf("cannot parse stored address: %w", err)
-	}
-	return a, nil
 }
 
 func (s *Store) queryEvents(ctx context.Context, q string, a args) ([]peba.Event, error) {

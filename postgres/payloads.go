@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/peba-go/peba"
+	"github.com/peba-go/peba/internal/storerow"
 )
 
 // payloadKey is the primary key of a payload record: the first 16 bytes of
@@ -54,7 +55,7 @@ func queuePayloads(b *pgx.Batch, inserted []peba.Event) {
 		a := byMD5[e.PayloadMD5]
 		if a == nil {
 			a = &payloadAgg{key: payloadKey(e.PayloadMD5), md5: escText(e.PayloadMD5), first: ct, last: ct,
-				initialIP: addrText(e.SrcIP), initialPort: portValue(e.DstPort)}
+				initialIP: storerow.AddrText(e.SrcIP), initialPort: portValue(e.DstPort)}
 			byMD5[e.PayloadMD5] = a
 		}
 		a.count++

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/peba-go/peba"
+	"github.com/peba-go/peba/internal/storerow"
 )
 
 // The rollups are those of the DuckDB store (duckdb/rollups.go and
@@ -119,15 +120,6 @@ func (k *rollupKey) hash() [16]byte {
 	return out
 }
 
-// canonFloat gives each coordinate the one value the database also treats
-// as that key: +0 for -0, and one NaN for all NaNs.
-func canonFloat(f float64) float64 {
-	if math.IsNaN(f) {
-		return math.NaN()
-	}
-	return f + 0
-}
-
 // rollupKeyOf returns the key under which e is counted for dim in a table
 // with buckets of gran on field.
 func rollupKeyOf(e *peba.Event, field peba.TimeField, gran time.Duration, dim peba.Dim) rollupKey {
@@ -147,9 +139,9 @@ func rollupKeyOf(e *peba.Event, field peba.TimeField, gran time.Duration, dim pe
 	case peba.DimDstCountry:
 		k.k, k.l = escText(e.Dst.Country), escText(e.Dst.CountryName)
 	case peba.DimSrcLocation:
-		k.lat, k.lon = math.Float64bits(canonFloat(e.Src.Lat)), math.Float64bits(canonFloat(e.Src.Lon))
+		k.lat, k.lon = math.Float64bits(storerow.CanonFloat(e.Src.Lat)), math.Float64bits(storerow.CanonFloat(e.Src.Lon))
 	case peba.DimDstLocation:
-		k.lat, k.lon = math.Float64bits(canonFloat(e.Dst.Lat)), math.Float64bits(canonFloat(e.Dst.Lon))
+		k.lat, k.lon = math.Float64bits(storerow.CanonFloat(e.Dst.Lat)), math.Float64bits(storerow.CanonFloat(e.Dst.Lon))
 	case peba.DimURL:
 		k.k = escText(e.URL)
 	case peba.DimDstPort:
@@ -422,7 +414,7 @@ func retraction(ctx context.Context, tx pgx.Tx, cut, dayStart time.Time) ([]roll
 				n        int64
 			)
 			_, err = pgx.ForEachRow(rows, []any{&k.t, &k.community, &k.peerType, &k.k, &k.l, &lat, &lon, &n}, func() error {
-				k.lat, k.lon = math.Float64bits(canonFloat(lat)), math.Float64bits(canonFloat(lon))
+				k.lat, k.lon = math.Float64bits(storerow.CanonFloat(lat)), math.Float64bits(storerow.CanonFloat(lon))
 				out[i][k] -= n
 				return nil
 			})

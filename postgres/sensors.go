@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/peba-go/peba"
+	"github.com/peba-go/peba/internal/storerow"
 )
 
 // The sensor rollup (rollup_sensor_day, migration 0002) answers Sensors
@@ -21,17 +22,6 @@ import (
 // to group); its rollup rows are one per group, domain and shard (~1,200).
 // The sets cannot be decremented, so retention recomputes the boundary day
 // from the events it keeps (recomputeSensorDay) instead of subtracting.
-
-// sensorGroup returns the group of peba.Stats.Sensors of an event's
-// (escaped) hostname and target address: the hostname, or "" and the
-// target address for hostnames "" and "undefined" (T-Pots older than
-// 17.10, B-46).
-func sensorGroup(hostname, dstIP string) (host, ip string) {
-	if hostname == "" || hostname == "undefined" {
-		return "", dstIP
-	}
-	return hostname, ""
-}
 
 // sensorGroupSQL are the SQL expressions over events of sensorGroup.
 const (
@@ -67,7 +57,7 @@ func queueSensors(b *pgx.Batch, inserted []peba.Event) {
 	counts := map[sensorKey]int64{}
 	for i := range inserted {
 		e := &inserted[i]
-		host, ip := sensorGroup(escText(e.Hostname), addrText(e.DstIP))
+		host, ip := storerow.SensorGroup(escText(e.Hostname), storerow.AddrText(e.DstIP))
 		counts[sensorKey{dbTime(e.ReceivedTime).Truncate(24 * time.Hour), e.Domain == peba.DomainCommunity,
 			host, ip, escText(e.PeerIdent), escText(e.PeerType)}]++
 	}

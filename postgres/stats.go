@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/peba-go/peba"
+	"github.com/peba-go/peba/internal/storerow"
 )
 
 // Count, Top and Series answer the whole buckets of a window from the
@@ -116,11 +117,6 @@ func rawCols(dim peba.Dim) (keyCols, bool) {
 }
 
 func isLocation(d peba.Dim) bool { return d == peba.DimSrcLocation || d == peba.DimDstLocation }
-
-// locKey formats a location key. Adding 0 turns -0 into 0.
-func locKey(lat, lon float64) string {
-	return strconv.FormatFloat(lat+0, 'g', -1, 64) + "," + strconv.FormatFloat(lon+0, 'g', -1, 64)
-}
 
 // segment is a part of a window answered from one source: the rollup r
 // (its buckets lie wholly inside [from, to)), or the raw events if r is
@@ -419,7 +415,7 @@ func (s *Store) topLocations(ctx context.Context, src string, a args, limit int)
 		n      int64
 	)
 	if _, err := pgx.ForEachRow(rows, []any{&la, &lo, &n}, func() error {
-		counts[locKey(la, lo)] += n
+		counts[storerow.LocKey(la, lo)] += n
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("cannot query top locations: %w", err)
@@ -546,7 +542,7 @@ func (s *Store) seriesLocations(ctx context.Context, w peba.Window, width time.D
 		}
 		want[k] = true
 		lats, lons = append(lats, la), append(lons, lo)
-		rk := rollupKey{lat: math.Float64bits(canonFloat(la)), lon: math.Float64bits(canonFloat(lo))}
+		rk := rollupKey{lat: math.Float64bits(storerow.CanonFloat(la)), lon: math.Float64bits(storerow.CanonFloat(lo))}
 		hs = append(hs, rk.hash())
 	}
 	if len(want) == 0 {
@@ -578,7 +574,7 @@ func (s *Store) seriesLocations(ctx context.Context, w peba.Window, width time.D
 		n      int64
 	)
 	if _, err := pgx.ForEachRow(rows, []any{&start, &la, &lo, &n}, func() error {
-		if k := locKey(la, lo); want[k] {
+		if k := storerow.LocKey(la, lo); want[k] {
 			counts[pk{start.UTC(), k}] += n
 		}
 		return nil

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/peba-go/peba"
+	"github.com/peba-go/peba/internal/storerow"
 )
 
 var day0 = time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)
@@ -239,7 +240,7 @@ func checkRollupsExact(t *testing.T, s *Store) {
 			var lat, lon float64
 			var n int64
 			if _, err := pgx.ForEachRow(rows, []any{&k.t, &k.community, &k.peerType, &k.k, &k.l, &lat, &lon, &n}, func() error {
-				k.lat, k.lon = math.Float64bits(canonFloat(lat)), math.Float64bits(canonFloat(lon))
+				k.lat, k.lon = math.Float64bits(storerow.CanonFloat(lat)), math.Float64bits(storerow.CanonFloat(lon))
 				want[k] += n
 				return nil
 			}); err != nil {

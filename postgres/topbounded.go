@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/peba-go/peba"
+	"github.com/peba-go/peba/internal/storerow"
 )
 
 // topBounded answers Top of a long-tail dim (target ports, URLs of one
@@ -74,7 +75,7 @@ type tbKey struct {
 }
 
 func tbKeyOf(k string, lat, lon float64) tbKey {
-	return tbKey{k, math.Float64bits(canonFloat(lat)), math.Float64bits(canonFloat(lon))}
+	return tbKey{k, math.Float64bits(storerow.CanonFloat(lat)), math.Float64bits(storerow.CanonFloat(lon))}
 }
 
 // tbList identifies a list: segment index, bucket, domain.
@@ -364,7 +365,7 @@ func topBoundedRound(ctx context.Context, tx pgx.Tx, dim peba.Dim, limit, n int,
 		if c := exact[k] + raw[k]; c > 0 {
 			b := peba.Bucket{Key: unescText(k.k), Count: c}
 			if isLocation(dim) {
-				b.Key = locKey(math.Float64frombits(k.lat), math.Float64frombits(k.lon))
+				b.Key = storerow.LocKey(math.Float64frombits(k.lat), math.Float64frombits(k.lon))
 			}
 			out = append(out, b)
 		}

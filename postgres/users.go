@@ -4,33 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/peba-go/peba"
+	"github.com/peba-go/peba/internal/storerow"
 )
-
-// maxUserField bounds user fields, as in the DuckDB store (and well under
-// a btree entry for the name key).
-const maxUserField = 1024
-
-func validateUser(u *peba.User) error {
-	if u.Name == "" {
-		return peba.Errorf(peba.EINVALID, "user name is empty")
-	}
-	for _, f := range []string{u.Name, u.TokenHash, u.Email} {
-		if len(f) > maxUserField || !utf8.ValidString(f) {
-			return peba.Errorf(peba.EINVALID, "user field is too long or not valid UTF-8")
-		}
-	}
-	return nil
-}
 
 // CreateUser implements peba.Store: ErrConflict if the name exists.
 func (s *Store) CreateUser(ctx context.Context, u *peba.User) error {
-	if err := validateUser(u); err != nil {
+	if err := storerow.ValidateUser(u); err != nil {
 		return err
 	}
 	if err := s.check(); err != nil {
@@ -48,7 +32,7 @@ func (s *Store) CreateUser(ctx context.Context, u *peba.User) error {
 // UpdateUser implements peba.Store: ErrNotFound if missing. Created is
 // not changed.
 func (s *Store) UpdateUser(ctx context.Context, u *peba.User) error {
-	if err := validateUser(u); err != nil {
+	if err := storerow.ValidateUser(u); err != nil {
 		return err
 	}
 	if err := s.check(); err != nil {
