@@ -2,6 +2,7 @@ package peba
 
 import (
 	"fmt"
+	"math"
 	"time"
 	"unicode/utf8"
 )
@@ -18,7 +19,9 @@ const (
 // domain other than community or private, a string or attribute that is not
 // valid UTF-8 (DuckDB VARCHAR and PostgreSQL text refuse it), a field longer
 // than MaxFieldLen, an attribute list whose JSON form is longer than
-// MaxFieldLen, or a time outside the years 1..9999.
+// MaxFieldLen, a time outside the years 1..9999, or a source or target
+// coordinate that is NaN or infinite (both stores would keep it, but no
+// JSON answer could carry it: encoders fail or write null or 0).
 //
 // Ingest calls it before acknowledging, so that a store never refuses an
 // acknowledged event (such a refusal cannot be cured by a resend); stores
@@ -29,6 +32,12 @@ func ValidateEvent(e *Event) error {
 	}
 	if e.Domain != DomainCommunity && e.Domain != DomainPrivate {
 		return fmt.Errorf("invalid domain %d", e.Domain)
+	}
+	if !finite(e.Src.Lat) || !finite(e.Src.Lon) {
+		return fmt.Errorf("source location is not a finite number")
+	}
+	if !finite(e.Dst.Lat) || !finite(e.Dst.Lon) {
+		return fmt.Errorf("target location is not a finite number")
 	}
 	for _, f := range eventStrings(e) {
 		if len(f) > MaxFieldLen {
@@ -61,6 +70,8 @@ func ValidateEvent(e *Event) error {
 	}
 	return nil
 }
+
+func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
 
 // eventStrings returns every string field of e that a store keeps (not the
 // attribute lists).

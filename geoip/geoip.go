@@ -388,7 +388,12 @@ func (s *snapshot) lookup(ip netip.Addr) peba.Geo {
 			if !haveCountry {
 				setCountry(&g, c.Country.ISOCode, c.Country.Names.English)
 			}
-			g.Lat, g.Lon = c.Location.Latitude, c.Location.Longitude
+			// A damaged or crafted database may hold NaN, Inf or out-of-range
+			// coordinates; they would make the event invalid (the whole batch
+			// refused) or draw nonsense on the map. Such a location is unknown.
+			if validLocation(c.Location.Latitude, c.Location.Longitude) {
+				g.Lat, g.Lon = c.Location.Latitude, c.Location.Longitude
+			}
 		}
 	}
 	if s.asn != nil {
@@ -408,4 +413,9 @@ func setCountry(g *peba.Geo, iso, name string) bool {
 		g.CountryName = name
 	}
 	return iso != "" || name != ""
+}
+
+// validLocation reports whether lat/lon are finite coordinates on the globe.
+func validLocation(lat, lon float64) bool {
+	return lat >= -90 && lat <= 90 && lon >= -180 && lon <= 180 // NaN fails every comparison
 }

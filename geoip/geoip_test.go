@@ -2,6 +2,7 @@ package geoip_test
 
 import (
 	"log/slog"
+	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -261,6 +262,27 @@ func bumpMtime(t testing.TB, paths ...string) {
 		mt := fi.ModTime().Add(time.Duration(mtimeBump.Add(1)) * time.Second)
 		if err := os.Chtimes(p, mt, mt); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// A database with NaN, infinite or out-of-range coordinates (damaged or
+// crafted) must not make events invalid: such a location is unknown, the
+// rest of the record is kept.
+func TestNonFiniteLocationIsUnknown(t *testing.T) {
+	cfg := geoiptest.Write(t, t.TempDir(), []geoiptest.Record{
+		{Network: "81.2.69.0/26", Country: "GB", CountryName: "United Kingdom", Lat: math.NaN(), Lon: 1},
+		{Network: "81.2.69.64/26", Country: "GB", CountryName: "United Kingdom", Lat: 1, Lon: math.Inf(-1)},
+		{Network: "81.2.69.128/26", Country: "GB", CountryName: "United Kingdom", Lat: 91, Lon: 1},
+		{Network: "81.2.69.192/26", Country: "GB", CountryName: "United Kingdom", Lat: -90, Lon: 180},
+	})
+	db := mustOpen(t, cfg)
+	for ip, want := range map[string][2]float64{
+		"81.2.69.1": {0, 0}, "81.2.69.65": {0, 0}, "81.2.69.129": {0, 0}, "81.2.69.193": {-90, 180},
+	} {
+		g := db.Lookup(mustParse(ip))
+		if g.Lat != want[0] || g.Lon != want[1] || g.Country != "GB" {
+			t.Errorf("Lookup(%s) = %+v, want GB at %v", ip, g, want)
 		}
 	}
 }

@@ -19,10 +19,13 @@ func TestAuthMe(t *testing.T) {
 		{alice, `{"active":true,"email":"alice@example.org","name":"alice","private":true,"roles":["user"]}`},
 		{basicCarol, `{"active":true,"email":"","name":"carol","private":false,"roles":["user"]}`},
 		{community, `{"active":true,"email":"","name":"community-01-user","private":false,"roles":["community"]}`},
+		// The scheme is case-insensitive and blanks around the credentials are ignored (auth.ParseAuthorization).
+		{"bearer  alice:" + aliceToken + " ", `{"active":true,"email":"alice@example.org","name":"alice","private":true,"roles":["user"]}`},
 	} {
 		expect(t, get(h, "/auth/me", c.auth), http.StatusOK, c.body)
 	}
-	for _, bad := range []string{"Bearer alice:wrong", "Bearer nobody:x", "Bearer alice", "Token abc", "Basic !!!", "Bearer " + strings.Repeat("a", 5000) + ":x"} {
+	for _, bad := range []string{"Bearer alice:wrong", "Bearer nobody:x", "Bearer alice", "Token abc", "Basic !!!", "Bearer " + strings.Repeat("a", 5000) + ":x",
+		"Bearer", "Bearer :" + aliceToken, "Bearer alice:", "Basic " + base64.StdEncoding.EncodeToString([]byte("alice"))} {
 		w := get(h, "/auth/me", bad)
 		expect(t, w, http.StatusUnauthorized, `{"error":"invalid credentials"}`)
 		if w.Header().Get("WWW-Authenticate") == "" {

@@ -10,7 +10,6 @@ package seckcapi
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -221,41 +220,23 @@ func allowHeaders(req []string) string {
 // an error (a client that tried to log in must learn that it failed, as
 // the live feed does), never a silent anonymous answer.
 func (a *API) identify(r *http.Request) (caller, error) {
-	h := r.Header.Get("Authorization")
-	if h == "" {
+	cred, present, ok := auth.ParseAuthorization(r.Header.Get("Authorization"))
+	if !present {
 		return caller{}, nil
 	}
-	user, token, ok := credentials(h)
 	if !ok || a.opt.Auth == nil {
 		return caller{}, errUnauthorized
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
-	p, err := a.opt.Auth.Authenticate(ctx, user, token)
+	p, err := a.opt.Auth.Authenticate(ctx, cred.User, cred.Token)
 	if err != nil {
 		if peba.ErrorCode(err) == peba.EUNAUTHORIZED {
 			return caller{}, errUnauthorized
 		}
 		return caller{}, err
 	}
-	return caller{principal: &p, entitled: p.User != nil && !p.User.CommunityOnly}, nil
-}
-
-func credentials(h string) (user, token string, ok bool) {
-	scheme, cred, _ := strings.Cut(h, " ")
-	switch strings.ToLower(scheme) {
-	case "bearer":
-	case "basic":
-		dec, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
-		if err != nil {
-			return "", "", false
-		}
-		cred = string(dec)
-	default:
-		return "", "", false
-	}
-	user, token, ok = strings.Cut(strings.TrimSpace(cred), ":")
-	return user, token, ok && user != "" && token != ""
+	return caller{principal: &p, entitled: p.MayReadPrivate()}, nil
 }
 
 // writeError renders err as the envelope SecKC's README documents,

@@ -1,0 +1,38 @@
+package peba
+
+import (
+	"math"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestValidateEventRejectsNonFiniteLocations(t *testing.T) {
+	valid := func() Event {
+		return Event{
+			ID: "e1", Domain: DomainCommunity, ReceivedTime: time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC),
+			Src: Geo{Country: "CN", Lat: 34.77, Lon: 113.72}, Dst: Geo{Country: "DE", Lat: -0.0, Lon: 180},
+		}
+	}
+	e := valid()
+	if err := ValidateEvent(&e); err != nil {
+		t.Fatalf("valid event: %v", err)
+	}
+	for _, c := range []struct {
+		name string
+		set  func(*Event)
+		want string
+	}{
+		{"source lat NaN", func(e *Event) { e.Src.Lat = math.NaN() }, "source location"},
+		{"source lon +Inf", func(e *Event) { e.Src.Lon = math.Inf(1) }, "source location"},
+		{"target lat -Inf", func(e *Event) { e.Dst.Lat = math.Inf(-1) }, "target location"},
+		{"target lon NaN", func(e *Event) { e.Dst.Lon = math.NaN() }, "target location"},
+	} {
+		e := valid()
+		c.set(&e)
+		err := ValidateEvent(&e)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err = %v, want one naming the %s", c.name, err, c.want)
+		}
+	}
+}
