@@ -17,6 +17,7 @@ import (
 	"github.com/peba-go/peba/auth"
 	"github.com/peba-go/peba/hub"
 	"github.com/prometheus/client_golang/prometheus"
+	engine "github.com/zishang520/socket.io/servers/engine/v3"
 	"github.com/zishang520/socket.io/servers/socket/v3"
 	"github.com/zishang520/socket.io/v3/pkg/types"
 )
@@ -59,12 +60,12 @@ type Server struct {
 	io      *socket.Server
 	handler http.Handler
 	sub     *hub.Sub // the Socket.IO broadcaster's subscription
-	joins   chan *socket.Socket
+	joins   chan *sioViewer
 	done    chan struct{}
 	stopped chan struct{}
 	closeMu sync.Once
 
-	memo memo
+	full, anon *encodedCache // payloads per audience
 
 	mInjected prometheus.Counter
 	mConns    *prometheus.GaugeVec
@@ -79,7 +80,7 @@ func New(opt Options) *Server {
 		sanitize:  opt.Sanitize,
 		heartbeat: opt.Heartbeat,
 		log:       opt.Logger,
-		joins:     make(chan *socket.Socket, 256),
+		joins:     make(chan *sioViewer, 256),
 		done:      make(chan struct{}),
 		stopped:   make(chan struct{}),
 		mInjected: prometheus.NewCounter(prometheus.CounterOpts{
@@ -93,7 +94,10 @@ func New(opt Options) *Server {
 			Name: "peba_livefeed_auth_failures_total", Help: "Live feed connections refused for invalid credentials.",
 		}),
 	}
-	s.memo.init(4096)
+	s.full = newEncodedCache(func(ev *peba.Event) []byte { return NewPayload(ev).AppendJSON(nil) })
+	s.anon = newEncodedCache(func(ev *peba.Event) []byte {
+		return Sanitize(NewPayload(ev), s.sanitize).AppendJSON(nil)
+	})
 	if s.heartbeat <= 0 {
 		s.heartbeat = 15 * time.Second
 	}
@@ -114,6 +118,9 @@ func New(opt Options) *Server {
 	// Any origin may watch (seckc.md §2.3); auth is a token in the
 	// handshake, never a cookie, so no credentials mode is needed.
 	o.SetCors(&types.Cors{Origin: "*"})
+	// The library's transports, with the websocket sending synchronously
+	// (wstransport.go), which the broadcaster's direct writes rely on.
+	o.SetTransports(types.NewSet[engine.TransportCtor](engine.Polling, &wsTransportCtor{}))
 	s.io = socket.NewServer(nil, o)
 	sio := s.io.ServeHandler(nil)
 	s.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -137,19 +144,24 @@ func New(opt Options) *Server {
 		if !ok {
 			return
 		}
+		v, _ := sock.Data().(viewer)
+		sv := &sioViewer{sock: sock, entitled: v.entitled}
 		s.mConns.WithLabelValues("socketio").Inc()
-		_ = sock.On("disconnect", func(...any) { s.mConns.WithLabelValues("socketio").Dec() })
+		_ = sock.On("disconnect", func(...any) {
+			sv.gone.Store(true)
+			s.mConns.WithLabelValues("socketio").Dec()
+		})
 		// seckc.md §4.5: SecKC re-broadcast client-sent events to every
 		// viewer. We count and drop them.
 		_ = sock.On("hpfeedevent", func(...any) { s.mInjected.Inc() })
 		// Never block the library's goroutine: it may hold locks the
 		// broadcaster needs.
 		select {
-		case s.joins <- sock:
+		case s.joins <- sv:
 		default:
 			go func() {
 				select {
-				case s.joins <- sock:
+				case s.joins <- sv:
 				case <-s.done:
 				}
 			}()
@@ -193,22 +205,21 @@ func (v viewer) filter() hub.Filter {
 	return hub.Filter{Domains: []peba.Domain{peba.DomainCommunity}}
 }
 
-// identify turns presented "user:token" credentials into a viewer. No
-// credentials give an anonymous viewer; wrong ones an EUNAUTHORIZED error
-// (a client that tried to log in must learn that it failed, not silently
-// see less).
-func (s *Server) identify(ctx context.Context, cred string) (viewer, error) {
-	if cred == "" {
+// identify turns presented credentials (auth.ParseAuthorization's results)
+// into a viewer. No credentials give an anonymous viewer; wrong or
+// malformed ones an EUNAUTHORIZED error (a client that tried to log in must
+// learn that it failed, not silently see less).
+func (s *Server) identify(ctx context.Context, c auth.Credentials, present, ok bool) (viewer, error) {
+	if !present {
 		return viewer{}, nil
 	}
-	user, token, ok := strings.Cut(cred, ":")
 	if !ok || s.auth == nil {
 		s.mAuthFail.Inc()
 		return viewer{}, peba.Errorf(peba.EUNAUTHORIZED, "invalid credentials")
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	p, err := s.auth.Authenticate(ctx, user, token)
+	p, err := s.auth.Authenticate(ctx, c.User, c.Token)
 	if err != nil {
 		if peba.ErrorCode(err) == peba.EUNAUTHORIZED {
 			s.mAuthFail.Inc()
@@ -222,166 +233,38 @@ func (s *Server) identify(ctx context.Context, cred string) (viewer, error) {
 	return viewer{entitled: p.Domain == peba.DomainPrivate && (p.User == nil || !p.User.CommunityOnly)}, nil
 }
 
-// bearer returns the credentials of an "Authorization: Bearer user:token"
-// header, or "".
-func bearer(h string) string {
-	const prefix = "bearer "
-	if len(h) > len(prefix) && strings.EqualFold(h[:len(prefix)], prefix) {
-		return strings.TrimSpace(h[len(prefix):])
+// tokenCredentials reads the "user:token" of a Socket.IO handshake's auth
+// payload, with the results of auth.ParseAuthorization.
+func tokenCredentials(t string) (c auth.Credentials, present, ok bool) {
+	if t == "" {
+		return auth.Credentials{}, false, false
 	}
-	return ""
+	user, token, found := strings.Cut(t, ":")
+	if !found || user == "" || token == "" {
+		return auth.Credentials{}, true, false
+	}
+	return auth.Credentials{User: user, Token: token}, true, true
 }
 
 // authenticateSocket is the namespace middleware: credentials come from the
 // handshake's auth payload {token: "user:token"} or the Authorization
 // header of the Engine.IO handshake request.
 func (s *Server) authenticateSocket(sock *socket.Socket, next func(*socket.ExtendedError)) {
-	cred := ""
+	token := ""
 	if hs := sock.Handshake(); hs != nil {
-		if t, ok := hs.Auth["token"].(string); ok {
-			cred = t
-		}
+		token, _ = hs.Auth["token"].(string)
 	}
-	if cred == "" {
-		cred = bearer(sock.Request().Headers().Peek("Authorization"))
+	c, present, ok := tokenCredentials(token)
+	if !present {
+		c, present, ok = auth.ParseAuthorization(sock.Request().Headers().Peek("Authorization"))
 	}
 	// Not the request's context: with polling, the handshake request that
 	// sock.Request() describes has already been answered.
-	v, err := s.identify(context.Background(), cred)
+	v, err := s.identify(context.Background(), c, present, ok)
 	if err != nil {
 		next(socket.NewExtendedError(peba.ErrorMessage(err), nil))
 		return
 	}
 	sock.SetData(v)
 	next(nil)
-}
-
-// recent is one event the broadcaster sent, kept for replay.
-type recent struct {
-	f          *frames
-	full, anon []byte // Socket.IO packets; anon nil for private events
-	at         time.Time
-}
-
-// sioPacket is the Socket.IO EVENT packet `2["hpfeedevent",<payload>]` for
-// namespace "/" (what socket.Emit would encode, built once here).
-func sioPacket(payload []byte) []byte {
-	b := make([]byte, 0, len(payload)+len(`2["hpfeedevent",]`))
-	b = append(b, `2["hpfeedevent",`...)
-	b = append(b, payload...)
-	return append(b, ']')
-}
-
-// emit sends packets, in order, to every connected socket of room.
-//
-// This is the library's room broadcast (adapter.Broadcast) minus three
-// costs that dominated under load: it runs once per batch of events instead
-// of once per event; it hands the engine a reader over the shared packet
-// instead of a copy per socket (Client.WriteToEngine clones); and it leaves
-// out the pre-encoded websocket frame, for which the websocket transport
-// builds a gorilla PreparedMessage per socket and packet (a
-// connection-sized allocation each time). The engine queues a socket's
-// packets while its transport is busy and sends them together; wsConn
-// turns those frames into one write.
-func (s *Server) emit(room socket.Room, packets [][]byte) {
-	if len(packets) == 0 {
-		return
-	}
-	nsp := s.io.Sockets()
-	ids, ok := nsp.Adapter().Rooms().Load(room)
-	if !ok {
-		return
-	}
-	for _, id := range ids.Keys() {
-		if sock, ok := nsp.Sockets().Load(id); ok && sock.Connected() {
-			send(sock, packets)
-		}
-	}
-}
-
-// send writes Socket.IO packets to one socket's Engine.IO connection. Only
-// the broadcaster sends events, so they stay in order.
-func send(sock *socket.Socket, packets [][]byte) {
-	conn := sock.Conn()
-	for _, p := range packets {
-		// The reader is per socket, the bytes are shared: the engine
-		// only reads them.
-		conn.Write(types.NewStringBuffer(p), nil, nil)
-	}
-}
-
-// broadcast is the only goroutine that emits to the rooms. New sockets are
-// handed to it (s.joins) so that "replay, then join the room" happens
-// between two broadcasts: every event reaches a socket exactly once.
-func (s *Server) broadcast(size int, age time.Duration) {
-	defer close(s.stopped)
-	var (
-		ring       []recent
-		next       int
-		batches    []*hub.Batch
-		full, anon [][]byte
-	)
-	for {
-		select {
-		case <-s.done:
-			return
-		case <-s.sub.Ready():
-			var more bool
-			batches, more = s.sub.Take(batches[:0])
-			now := time.Now()
-			for _, b := range batches {
-				for _, ev := range b.Events {
-					r := recent{f: s.memo.get(ev, s.sanitize), at: now}
-					r.full = sioPacket(r.f.full)
-					full = append(full, r.full)
-					if r.f.domain == peba.DomainCommunity {
-						r.anon = sioPacket(r.f.anon)
-						anon = append(anon, r.anon)
-					}
-					if size > 0 {
-						if len(ring) < size {
-							ring = append(ring, r)
-						} else {
-							ring[next] = r
-							next = (next + 1) % size
-						}
-					}
-				}
-			}
-			clear(batches)
-			s.emit(RoomActive, full)
-			s.emit(RoomAnon, anon)
-			clear(full)
-			clear(anon)
-			full, anon = full[:0], anon[:0]
-			if !more {
-				return
-			}
-		case sock := <-s.joins:
-			if !sock.Connected() {
-				continue
-			}
-			v, _ := sock.Data().(viewer)
-			cutoff := time.Now().Add(-age)
-			for i := range ring {
-				r := ring[(next+i)%len(ring)]
-				if r.at.Before(cutoff) || !v.filter().Allows(r.f.domain) {
-					continue
-				}
-				if v.entitled {
-					full = append(full, r.full)
-				} else {
-					full = append(full, r.anon)
-				}
-			}
-			send(sock, full)
-			clear(full)
-			full = full[:0]
-			if v.entitled {
-				sock.Join(RoomActive)
-			} else {
-				sock.Join(RoomAnon)
-			}
-		}
-	}
 }

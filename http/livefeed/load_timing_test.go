@@ -29,7 +29,10 @@ import (
 // PEBA_LIVEFEED_TICK publish interval [10ms], PEBA_LIVEFEED_TRANSPORTS
 // [sse,socketio]; for profiling, PEBA_LIVEFEED_HEAPPROFILE=file (the idle
 // server's heap, written as <transport>-file) and PEBA_LIVEFEED_CLIENTPROFILE
-// (TestLoadClients); -cpuprofile profiles the server.
+// (TestLoadClients); -cpuprofile profiles the server. To tell the server's
+// capacity apart from the viewers' on the same machine,
+// PEBA_LIVEFEED_SERVERCPUS and PEBA_LIVEFEED_CLIENTCPUS pin the server's and
+// the viewers' process to CPUs (taskset lists, e.g. 0 and 1).
 //
 // The server (hub, live feed, HTTP) runs in this process and publishes
 // like ingest's OnCommit: one hub.Publish per tick with the tick's events,
@@ -46,6 +49,11 @@ func TestLoad(t *testing.T) {
 	}
 	clients := envInt("PEBA_LIVEFEED_CLIENTS", 1000)
 	rate := envInt("PEBA_LIVEFEED_RATE", 5000)
+	if cpus := os.Getenv("PEBA_LIVEFEED_SERVERCPUS"); cpus != "" {
+		pin(t, os.Getpid(), cpus)
+		// The runtime sized itself for all CPUs at start.
+		runtime.GOMAXPROCS(countCPUs(t, cpus))
+	}
 	transports := "sse,socketio"
 	if v := os.Getenv("PEBA_LIVEFEED_TRANSPORTS"); v != "" {
 		transports = v
@@ -53,6 +61,34 @@ func TestLoad(t *testing.T) {
 	for _, transport := range strings.Split(transports, ",") {
 		t.Run(transport, func(t *testing.T) { runLoad(t, transport, clients, rate) })
 	}
+}
+
+// pin restricts all threads of process pid to cpus (a taskset list).
+// Threads started later inherit the affinity of the ones pinned now.
+func pin(t *testing.T, pid int, cpus string) {
+	t.Helper()
+	if out, err := exec.Command("taskset", "-a", "-p", "-c", cpus, strconv.Itoa(pid)).CombinedOutput(); err != nil {
+		t.Fatalf("taskset %s: %v\n%s", cpus, err, out)
+	}
+}
+
+// countCPUs counts the CPUs of a taskset list such as "0", "0-1" or "0,2".
+func countCPUs(t *testing.T, cpus string) int {
+	t.Helper()
+	n := 0
+	for _, r := range strings.Split(cpus, ",") {
+		lo, hi, isRange := strings.Cut(r, "-")
+		if !isRange {
+			hi = lo
+		}
+		a, err1 := strconv.Atoi(lo)
+		b, err2 := strconv.Atoi(hi)
+		if err1 != nil || err2 != nil || b < a {
+			t.Fatalf("bad CPU list %q", cpus)
+		}
+		n += b - a + 1
+	}
+	return n
 }
 
 func envInt(name string, def int) int {
@@ -102,9 +138,15 @@ func runLoad(t *testing.T, transport string, clients, rate int) {
 	before := heapAndStacks()
 
 	cmd := exec.Command(os.Args[0], "-test.run=^TestLoadClients$")
+	if cpus := os.Getenv("PEBA_LIVEFEED_CLIENTCPUS"); cpus != "" {
+		cmd = exec.Command("taskset", "-c", cpus, os.Args[0], "-test.run=^TestLoadClients$")
+	}
 	cmd.Env = append(os.Environ(), "PEBA_LIVEFEED_LOADCLIENT=1", "PEBA_LIVEFEED_LOAD=",
 		"PEBA_LIVEFEED_URL="+e.srv.URL, "PEBA_LIVEFEED_TRANSPORT="+transport,
 		"PEBA_LIVEFEED_CLIENTS="+strconv.Itoa(clients))
+	if cpus := os.Getenv("PEBA_LIVEFEED_CLIENTCPUS"); cpus != "" {
+		cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(countCPUs(t, cpus)))
+	}
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -118,6 +160,7 @@ func runLoad(t *testing.T, transport string, clients, rate int) {
 		t.Fatal(err)
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+
 	lines := bufio.NewScanner(stdout)
 	lines.Buffer(nil, 16<<20)
 	// expect returns the payload of the child's next line with prefix.

@@ -188,30 +188,48 @@ func (p Payload) AppendJSON(b []byte) []byte {
 
 const hexDigits = "0123456789abcdef"
 
+// appendString appends s as a JSON string, ASCII only. Runs of plain ASCII
+// are copied at once: payloads are mostly ASCII, and every viewer-facing
+// event passes through here.
 func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
-	for _, r := range s { // invalid bytes come out as utf8.RuneError
-		switch {
-		case r == '"' || r == '\\':
-			b = append(b, '\\', byte(r))
-		case r == '\n':
-			b = append(b, '\\', 'n')
-		case r == '\r':
-			b = append(b, '\\', 'r')
-		case r == '\t':
-			b = append(b, '\\', 't')
-		case r < 0x20 || r >= 0x7f:
-			if r > 0xffff {
-				r1, r2 := utf16Pair(r)
-				b = appendU(appendU(b, r1), r2)
-			} else {
-				b = appendU(b, r)
-			}
-		default:
-			b = append(b, byte(r))
+	start := 0 // s[start:i] is plain ASCII, not yet appended
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c < 0x7f && c != '"' && c != '\\' {
+			i++
+			continue
 		}
+		b = append(b, s[start:i]...)
+		r, size := rune(c), 1
+		if c >= 0x80 {
+			r, size = utf8.DecodeRuneInString(s[i:]) // invalid UTF-8: RuneError, 1
+		}
+		b = appendEscaped(b, r)
+		i += size
+		start = i
 	}
+	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+// appendEscaped appends r, which plain ASCII is not, escaped.
+func appendEscaped(b []byte, r rune) []byte {
+	switch {
+	case r == '"' || r == '\\':
+		return append(b, '\\', byte(r))
+	case r == '\n':
+		return append(b, '\\', 'n')
+	case r == '\r':
+		return append(b, '\\', 'r')
+	case r == '\t':
+		return append(b, '\\', 't')
+	case r > 0xffff:
+		r1, r2 := utf16Pair(r)
+		return appendU(appendU(b, r1), r2)
+	default:
+		return appendU(b, r)
+	}
 }
 
 func appendU(b []byte, r rune) []byte {

@@ -1,6 +1,7 @@
 package livefeed
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/netip"
 	"strings"
@@ -128,6 +129,45 @@ func FuzzPayloadJSON(f *testing.F) {
 		b := NewPayload(e).AppendJSON(nil)
 		if !json.Valid(b) || !utf8.Valid(b) {
 			t.Fatalf("invalid JSON %q", b)
+		}
+	})
+}
+
+// appendStringRuneByRune is the straightforward encoding appendString
+// must match byte for byte: every rune on its own.
+func appendStringRuneByRune(b []byte, s string) []byte {
+	b = append(b, '"')
+	for _, r := range s { // invalid bytes come out as utf8.RuneError
+		switch {
+		case r == '"' || r == '\\':
+			b = append(b, '\\', byte(r))
+		case r == '\n':
+			b = append(b, '\\', 'n')
+		case r == '\r':
+			b = append(b, '\\', 'r')
+		case r == '\t':
+			b = append(b, '\\', 't')
+		case r < 0x20 || r >= 0x7f:
+			if r > 0xffff {
+				r1, r2 := utf16Pair(r)
+				b = appendU(appendU(b, r1), r2)
+			} else {
+				b = appendU(b, r)
+			}
+		default:
+			b = append(b, byte(r))
+		}
+	}
+	return append(b, '"')
+}
+
+func FuzzAppendString(f *testing.F) {
+	for _, s := range []string{"", "plain", "/a\"b\\c\n\r\t\x01\x7f\u00e9\U0001F600\xff", "\xe2\x82", "é\x00\u2028x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := appendString(nil, s), appendStringRuneByRune(nil, s); !bytes.Equal(got, want) {
+			t.Fatalf("appendString(%q) = %q, want %q", s, got, want)
 		}
 	})
 }

@@ -119,7 +119,14 @@ func TestSocketIOWithJSClient(t *testing.T) {
 				for e.metric(t, "peba_livefeed_client_events_ignored_total") < 1 && time.Now().Before(deadline) {
 					time.Sleep(10 * time.Millisecond)
 				}
-				e.hub.Publish([]peba.Event{event("p-new", peba.DomainPrivate), event("c-new", peba.DomainCommunity)})
+				// Three rounds: a socket's first live events after
+				// its replay (or its upgrade) go through the engine, the
+				// later ones straight to its websocket.
+				e.hub.Publish([]peba.Event{event("p-new", peba.DomainPrivate), event("c-mid1", peba.DomainCommunity)})
+				time.Sleep(50 * time.Millisecond)
+				e.hub.Publish([]peba.Event{event("c-mid2", peba.DomainCommunity)})
+				time.Sleep(50 * time.Millisecond)
+				e.hub.Publish([]peba.Event{event("p-new2", peba.DomainPrivate), event("c-new", peba.DomainCommunity)})
 			}()
 		}
 	}
@@ -137,8 +144,9 @@ func TestSocketIOWithJSClient(t *testing.T) {
 	// Replay, then the live events, each exactly once, in order; the
 	// injected event reaches nobody.
 	for client, want := range map[string]string{
-		"anon": "c1,c-new", "bob": "c1,c-new",
-		"alice-ws": "c1,p1,p-new,c-new", "alice-poll": "c1,p1,p-new,c-new",
+		"anon": "c1,c-mid1,c-mid2,c-new", "bob": "c1,c-mid1,c-mid2,c-new",
+		"alice-ws":   "c1,p1,p-new,c-mid1,c-mid2,p-new2,c-new",
+		"alice-poll": "c1,p1,p-new,c-mid1,c-mid2,p-new2,c-new",
 	} {
 		if g := ids(got[client]); g != want {
 			t.Errorf("%s received %s, want %s", client, g, want)

@@ -9,10 +9,10 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/peba-go/peba"
+	"github.com/peba-go/peba/auth"
 	"github.com/peba-go/peba/hub"
 )
 
@@ -21,67 +21,18 @@ import (
 // dead peer is detected here instead.
 const sseWriteTimeout = 30 * time.Second
 
-// frames are the encodings of one event, shared by every connection.
-type frames struct {
-	domain peba.Domain
-	id     string // SSE id, "" if the event ID cannot be a field value
-	full   []byte // JSON object for entitled viewers
-	anon   []byte // sanitized JSON object
-}
-
-// memo encodes each event once for all viewers. The hub hands the same
-// *peba.Event to every subscriber, so the pointer is the key; the newest
-// size entries are kept.
-type memo struct {
-	m    sync.Map // *peba.Event -> *frames
-	mu   sync.Mutex
-	keys []*peba.Event
-	next int
-}
-
-func (m *memo) init(size int) { m.keys = make([]*peba.Event, size) }
-
-func (m *memo) get(ev *peba.Event, opt SanitizeOptions) *frames {
-	if f, ok := m.m.Load(ev); ok {
-		return f.(*frames)
-	}
-	p := NewPayload(ev)
-	f := &frames{
-		domain: ev.Domain,
-		full:   p.AppendJSON(nil),
-		anon:   Sanitize(p, opt).AppendJSON(nil),
-	}
-	if ev.ID != "" && len(ev.ID) <= 256 && !strings.ContainsAny(ev.ID, "\r\n\x00") {
-		f.id = ev.ID
-	}
-	if old, loaded := m.m.LoadOrStore(ev, f); loaded {
-		return old.(*frames)
-	}
-	m.mu.Lock()
-	if old := m.keys[m.next]; old != nil {
-		m.m.Delete(old)
-	}
-	m.keys[m.next] = ev
-	m.next = (m.next + 1) % len(m.keys)
-	m.mu.Unlock()
-	return f
-}
-
 // appendSSE appends one SSE message: the event ID (for client-side
-// de-duplication across reconnects), the event name and the JSON payload
-// (one line: the encoder escapes every control character).
-func appendSSE(b []byte, f *frames, entitled bool) []byte {
-	if f.id != "" {
+// de-duplication across reconnects, left out if it cannot be a field
+// value), the event name and the JSON payload (one line: the encoder
+// escapes every control character).
+func appendSSE(b []byte, id string, payload []byte) []byte {
+	if id != "" && len(id) <= 256 && !strings.ContainsAny(id, "\r\n\x00") {
 		b = append(b, "id: "...)
-		b = append(b, f.id...)
+		b = append(b, id...)
 		b = append(b, '\n')
 	}
 	b = append(b, "event: hpfeedevent\ndata: "...)
-	if entitled {
-		b = append(b, f.full...)
-	} else {
-		b = append(b, f.anon...)
-	}
+	b = append(b, payload...)
 	return append(b, '\n', '\n')
 }
 
@@ -97,7 +48,8 @@ func appendSSE(b []byte, f *frames, entitled bool) []byte {
 // on the hijacked connection (rawSSE); net/http's response writer would
 // copy them and split them into several writes.
 func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
-	v, err := s.identify(r.Context(), bearer(r.Header.Get("Authorization")))
+	c, present, ok := auth.ParseAuthorization(r.Header.Get("Authorization"))
+	v, err := s.identify(r.Context(), c, present, ok)
 	if err != nil {
 		status := http.StatusServiceUnavailable
 		if peba.ErrorCode(err) == peba.EUNAUTHORIZED {
@@ -187,7 +139,7 @@ func (s *Server) sseBatch(b *hub.Batch, entitled bool) []byte {
 	return b.Memo(sseKey{entitled}, func() any {
 		var out []byte
 		for _, ev := range b.Events {
-			out = appendSSE(out, s.memo.get(ev, s.sanitize), entitled)
+			out = appendSSE(out, ev.ID, s.payload(ev, entitled))
 		}
 		return out
 	}).([]byte)

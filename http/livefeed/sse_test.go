@@ -3,6 +3,7 @@ package livefeed_test
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -24,11 +25,16 @@ type sseMsg struct {
 	id, event, data, comment string
 }
 
+// dialSSE opens the stream with cred ("user:token", sent as a Bearer
+// token) or with an Authorization header (any value with a space in it).
 func dialSSE(t *testing.T, url, cred string) *sseClient {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, "GET", url+"/api/v1/events/stream", nil)
-	if cred != "" {
+	switch {
+	case strings.Contains(cred, " "):
+		req.Header.Set("Authorization", cred)
+	case cred != "":
 		req.Header.Set("Authorization", "Bearer "+cred)
 	}
 	resp, err := http.DefaultClient.Do(req)
@@ -146,7 +152,8 @@ func TestSSEFilteringSanitizingReplay(t *testing.T) {
 	alice := dialSSE(t, e.srv.URL, aliceCred)
 	bob := dialSSE(t, e.srv.URL, bobCred)
 	comm := dialSSE(t, e.srv.URL, commCred)
-	for _, c := range []*sseClient{anon, alice, bob, comm} {
+	aliceBasic := dialSSE(t, e.srv.URL, "Basic "+base64.StdEncoding.EncodeToString([]byte(aliceCred)))
+	for _, c := range []*sseClient{anon, alice, bob, comm, aliceBasic} {
 		if c.resp.StatusCode != 200 || c.resp.Header.Get("Content-Type") != "text/event-stream" {
 			t.Fatalf("status %d, type %q", c.resp.StatusCode, c.resp.Header.Get("Content-Type"))
 		}
@@ -155,6 +162,7 @@ func TestSSEFilteringSanitizingReplay(t *testing.T) {
 	for _, c := range []*sseClient{anon, bob, comm} {
 		assertAnonymous(t, c.expectIDs(t, "c1")[0])
 	}
+	aliceBasic.expectIDs(t, "c1", "p1")
 	full := alice.expectIDs(t, "c1", "p1")
 	if full[1]["dst_ip"] != "198.51.100.77" || full[1]["username"] != "root" || full[1]["domain"] != "private" {
 		t.Fatalf("entitled payload incomplete: %v", full[1])
@@ -167,21 +175,24 @@ func TestSSEFilteringSanitizingReplay(t *testing.T) {
 		assertAnonymous(t, c.expectIDs(t, "c2")[0]) // p2 never arrives
 	}
 	alice.expectIDs(t, "p2", "c2")
-	if n := e.metric(t, "peba_livefeed_connections"); n != 4 {
-		t.Errorf("connections gauge = %v, want 4", n)
+	if n := e.metric(t, "peba_livefeed_connections"); n != 5 {
+		t.Errorf("connections gauge = %v, want 5", n)
 	}
 }
 
 func TestSSERejectsBadCredentials(t *testing.T) {
-	e := newEnv(t, time.Hour)
-	for _, cred := range []string{"alice:wrong", "nobody:x", "no-colon"} {
+	// The token checks must fit in the server's timeouts: they take
+	// seconds under the race detector on a busy machine.
+	e := newEnvTimeout(t, time.Hour, time.Minute)
+	// Malformed headers are failed credentials, not anonymous viewers.
+	for _, cred := range []string{"alice:wrong", "nobody:x", "no-colon", "Token alice:alice-token", "Basic !!"} {
 		c := dialSSE(t, e.srv.URL, cred)
 		body, _ := io.ReadAll(c.resp.Body)
 		if c.resp.StatusCode != 401 || string(body) != "{\"error\":\"invalid credentials\"}\n" {
 			t.Errorf("%s: %d %q", cred, c.resp.StatusCode, body)
 		}
 	}
-	if n := e.metric(t, "peba_livefeed_auth_failures_total"); n != 3 {
+	if n := e.metric(t, "peba_livefeed_auth_failures_total"); n != 5 {
 		t.Errorf("auth failures = %v", n)
 	}
 }

@@ -29,6 +29,10 @@ const (
 	// wsKeepBuffer is the largest send buffer returned to wsBufs; larger
 	// ones (after a burst) are left to the garbage collector.
 	wsKeepBuffer = 256 << 10
+	// wsKeepPieces is the largest list of queued pieces a connection
+	// keeps for reuse between writes (a few batches' worth: an idle
+	// viewer holds it).
+	wsKeepPieces = 16
 )
 
 var errWSBacklog = errors.New("livefeed: websocket viewer too far behind")
@@ -83,12 +87,19 @@ func isWebSocketUpgrade(r *http.Request) bool {
 }
 
 // wsConn coalesces a websocket connection's writes. The websocket library
-// writes each frame (each live event: Engine.IO allows one packet per
-// websocket message) with its own Write, that is one system call per event
-// and viewer. Here Write only appends to a buffer, and one goroutine per
-// connection sends whatever has accumulated in one write whenever the
-// previous one is done: an idle connection sends a frame at once, a busy
-// one sends many per system call. Frames stay whole and in order.
+// writes each frame (each packet: Engine.IO allows one per websocket
+// message) with its own Write, that is one system call per packet and
+// viewer. Here Write only queues, and one goroutine per connection sends
+// whatever has accumulated in one writev whenever the previous write is
+// done: an idle connection sends a frame at once, a busy one many per system
+// call. Frames stay whole and in order.
+//
+// Besides the library's frames, the live feed queues frames of its own
+// (WriteFrames): the shared bytes of a batch of events, the same for every
+// viewer of an audience, queued by reference and never copied. They go
+// between the library's messages, never inside one: Write follows the
+// frames the library writes (frameTracker), and frames queued while a
+// library message is incomplete wait for its end.
 //
 // Write never blocks. A viewer more than wsMaxBacklog behind, or a write
 // that fails or takes over wsWriteTimeout, closes the connection; the
@@ -108,11 +119,17 @@ type wsConn struct {
 	gateStop func() bool
 
 	mu      sync.Mutex
-	buf     []byte // pending (from wsBufs); nil while there is nothing to send
-	err     error  // sticky: the connection is unusable
+	out     net.Buffers // queued, in order; nil while there is nothing to send
+	spare   net.Buffers // an empty out to reuse
+	lib     []byte      // the library's bytes (from wsBufs); out refers into it
+	libMark int         // lib[:libMark] is already in out
+	held    [][]byte    // own frames waiting for the library's message to end
+	queued  int         // bytes in out, lib[libMark:] and held
+	frames  frameTracker
+	err     error // sticky: the connection is unusable
 	closing bool
 
-	kick        chan struct{} // capacity 1: buf has data (or closing)
+	kick        chan struct{} // capacity 1: something is queued (or closing)
 	flusherDone chan struct{}
 	closeOnce   sync.Once
 }
@@ -145,54 +162,128 @@ func (c *wsConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
+// Write queues the library's bytes (a copy: the library reuses its buffer).
 func (c *wsConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
-	if c.err != nil {
-		err := c.err
+	if err := c.admit(len(p)); err != nil {
 		c.mu.Unlock()
 		return 0, err
 	}
-	if len(c.buf)+len(p) > wsMaxBacklog && len(c.buf) > 0 {
-		c.err = errWSBacklog
-		c.mu.Unlock()
-		c.Conn.Close() // the reader fails, the library closes the socket
-		return 0, errWSBacklog
+	if c.lib == nil {
+		c.lib = (*wsBufs.Get().(*[]byte))[:0]
 	}
-	if c.buf == nil {
-		c.buf = (*wsBufs.Get().(*[]byte))[:0]
+	c.lib = append(c.lib, p...)
+	c.queued += len(p)
+	if c.frames.feed(p) && len(c.held) > 0 {
+		c.sealLib()
+		c.queue(c.held...)
+		c.held = nil
 	}
-	c.buf = append(c.buf, p...)
 	c.mu.Unlock()
+	c.wake()
+	return len(p), nil
+}
+
+// WriteFrames queues whole websocket frames of the feed's own, in order.
+// The pieces are shared with other connections: they are sent as they are
+// and must not be modified. Like Write it never blocks; it fails once the
+// connection is unusable.
+func (c *wsConn) WriteFrames(pieces [][]byte) error {
+	n := 0
+	for _, p := range pieces {
+		n += len(p)
+	}
+	c.mu.Lock()
+	if err := c.admit(n); err != nil {
+		c.mu.Unlock()
+		return err
+	}
+	c.queued += n
+	if c.frames.between() {
+		c.sealLib()
+		c.queue(pieces...)
+	} else {
+		c.held = append(c.held, pieces...)
+	}
+	c.mu.Unlock()
+	c.wake()
+	return nil
+}
+
+// admit checks that n more bytes may be queued; beyond the backlog it
+// closes the connection. c.mu must be held.
+func (c *wsConn) admit(n int) error {
+	if c.err != nil {
+		return c.err
+	}
+	if c.queued > 0 && c.queued+n > wsMaxBacklog {
+		c.err = errWSBacklog
+		c.Conn.Close() // the reader fails, the library closes the socket
+		return errWSBacklog
+	}
+	return nil
+}
+
+// sealLib moves the library's bytes queued so far into out, so that what
+// is queued next goes after them. c.mu must be held.
+func (c *wsConn) sealLib() {
+	if len(c.lib) > c.libMark {
+		c.queue(c.lib[c.libMark:])
+		c.libMark = len(c.lib)
+	}
+}
+
+// queue appends pieces to out. c.mu must be held.
+func (c *wsConn) queue(pieces ...[]byte) {
+	if c.out == nil {
+		c.out, c.spare = c.spare, nil
+	}
+	c.out = append(c.out, pieces...)
+}
+
+func (c *wsConn) wake() {
 	select {
 	case c.kick <- struct{}{}:
 	default:
 	}
-	return len(p), nil
 }
 
 func (c *wsConn) flusher() {
 	defer close(c.flusherDone)
+	var deadline time.Time // of the connection's writes
 	for range c.kick {
 		c.mu.Lock()
-		b := c.buf
-		c.buf = nil
+		c.sealLib()
+		out, lib := c.out, c.lib
+		c.out, c.lib, c.libMark = nil, nil, 0
+		c.queued = 0 // but for held frames (rare: see Write)
+		for _, h := range c.held {
+			c.queued += len(h)
+		}
 		closing := c.closing
-		if len(b) > 0 && !closing {
-			// Under mu, so that Close's short deadline is never
-			// replaced by this one.
-			_ = c.Conn.SetWriteDeadline(time.Now().Add(wsWriteTimeout))
+		// Each write gets wsWriteTimeout, give or take a second (moving
+		// the deadline costs a timer update). Under mu, so that Close's
+		// short deadline is never replaced by this one.
+		if now := time.Now(); len(out) > 0 && !closing && deadline.Sub(now) < wsWriteTimeout-time.Second {
+			deadline = now.Add(wsWriteTimeout)
+			_ = c.Conn.SetWriteDeadline(deadline)
 		}
 		c.mu.Unlock()
 		var err error
-		if len(b) > 0 {
-			_, err = c.Conn.Write(b)
+		if len(out) > 0 {
+			pieces := out                   // WriteTo consumes its receiver
+			_, err = pieces.WriteTo(c.Conn) // one writev on a TCP connection
 		}
-		if b != nil && cap(b) <= wsKeepBuffer {
-			wsBufs.Put(&b)
+		if lib != nil && cap(lib) <= wsKeepBuffer {
+			wsBufs.Put(&lib)
 		}
+		clear(out) // do not pin shared batches
 		c.mu.Lock()
 		if err != nil && c.err == nil {
 			c.err = err
+		}
+		if c.spare == nil && cap(out) <= wsKeepPieces {
+			c.spare = out[:0]
 		}
 		c.mu.Unlock()
 		if err != nil {
@@ -203,6 +294,16 @@ func (c *wsConn) flusher() {
 			return
 		}
 	}
+}
+
+// abort closes the connection at once, dropping what is queued.
+func (c *wsConn) abort() {
+	c.mu.Lock()
+	if c.err == nil {
+		c.err = net.ErrClosed
+	}
+	c.mu.Unlock()
+	c.Conn.Close()
 }
 
 // SetWriteDeadline is ignored: writes only fill the buffer, and the flusher
