@@ -12,7 +12,23 @@ import (
 
 var _ peba.SourceLister = (*Store)(nil)
 
-// Sources implements peba.SourceLister (blocklists). One GROUP BY over the
+// Sources implements peba.SourceLister (blocklists). Windows of received
+// times that the recent times cover, without a peer type, are counted in
+// memory (recent_sources.go); others are read with sourcesStored.
+func (s *Store) Sources(ctx context.Context, w peba.Window, q peba.SourceQuery) ([]peba.Source, error) {
+	if out, ok, err := s.sourcesRecent(w, q); ok || err != nil {
+		return out, err
+	}
+	if err := s.loadTimes(ctx); err != nil {
+		return nil, err
+	}
+	if out, ok, err := s.sourcesRecent(w, q); ok || err != nil {
+		return out, err
+	}
+	return s.sourcesStored(ctx, w, q)
+}
+
+// sourcesStored is Sources from the events table. One GROUP BY over the
 // raw events of the window: the rollups have no per-address dimension (an
 // address rollup would be nearly as large as the events), and the window's
 // time bound lets zone maps skip every row group outside it. MinCount is a
@@ -22,7 +38,7 @@ var _ peba.SourceLister = (*Store)(nil)
 // the addresses are stored as text, whose order is not numeric. With a
 // limit, reading stops after the count group of the limit-th row, so the
 // tie-break at the cut is exact too.
-func (s *Store) Sources(ctx context.Context, w peba.Window, q peba.SourceQuery) ([]peba.Source, error) {
+func (s *Store) sourcesStored(ctx context.Context, w peba.Window, q peba.SourceQuery) ([]peba.Source, error) {
 	col, err := timeColumn(w.Field)
 	if err != nil {
 		return nil, err
@@ -83,18 +99,23 @@ func (s *Store) Sources(ctx context.Context, w peba.Window, q peba.SourceQuery) 
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("cannot list sources: %w", err)
 	}
-	// The rows came by count descending: sort each run of equal counts by
-	// address.
-	for i := 0; i < len(out); {
-		j := i + 1
-		for j < len(out) && out[j].Count == out[i].Count {
-			j++
-		}
-		peba.SortSourcesByAddr(out[i:j])
-		i = j
-	}
+	// The rows came by count descending.
+	sortSourceTies(out)
 	if q.Limit > 0 && len(out) > q.Limit {
 		out = out[:q.Limit]
 	}
 	return out, nil
+}
+
+// sortSourceTies sorts each run of equal counts of srcs, which are ordered
+// by count, by address.
+func sortSourceTies(srcs []peba.Source) {
+	for i := 0; i < len(srcs); {
+		j := i + 1
+		for j < len(srcs) && srcs[j].Count == srcs[i].Count {
+			j++
+		}
+		peba.SortSourcesByAddr(srcs[i:j])
+		i = j
+	}
 }

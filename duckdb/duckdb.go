@@ -65,6 +65,8 @@ type Store struct {
 	wconn  *sql.Conn // the writer connection, used only with mu held
 	closed bool
 	srcIdx srcIndexState // guarded by mu (srcindex.go)
+	tops   topsHint      // guarded by mu (tops_summary.go)
+	ids    idFilter      // guarded by mu (idfilter.go)
 	recent recentCache   // the newest events (recent.go)
 	times  recentTimes   // the received times of the last day (recent.go)
 }

@@ -37,10 +37,11 @@ func dbTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 // One transaction on the writer connection: drop IDs repeated in the call,
 // look up which IDs are already stored, append the new rows with the DuckDB
 // Appender, update payload records and rollups, commit. De-duplication uses no
-// index: an event's ID is derived from content that includes its create time
-// (peba.md §4.11; imported documents keep their _id and createTime), so a
-// stored duplicate lies in [min, max] of the batch's create times and zone
-// maps prune every other row group.
+// index: an in-memory filter rules out most new IDs (idfilter.go), and the
+// rest are looked up in the table. An event's ID is derived from content that
+// includes its create time (peba.md §4.11; imported documents keep their _id
+// and createTime), so a stored duplicate lies in [min, max] of the looked-up
+// create times and zone maps prune every other row group.
 func (s *Store) AppendEvents(ctx context.Context, events []peba.Event) (peba.AppendResult, error) {
 	var res peba.AppendResult
 	for i := range events {
@@ -50,7 +51,6 @@ func (s *Store) AppendEvents(ctx context.Context, events []peba.Event) (peba.App
 	}
 	seen := make(map[string]bool, len(events))
 	candidates := make([]int, 0, len(events))
-	var lo, hi time.Time
 	for i := range events {
 		e := &events[i]
 		if seen[e.ID] {
@@ -59,13 +59,6 @@ func (s *Store) AppendEvents(ctx context.Context, events []peba.Event) (peba.App
 		}
 		seen[e.ID] = true
 		candidates = append(candidates, i)
-		ct := dbTime(e.CreateTime)
-		if len(candidates) == 1 || ct.Before(lo) {
-			lo = ct
-		}
-		if len(candidates) == 1 || ct.After(hi) {
-			hi = ct
-		}
 	}
 	if len(candidates) == 0 {
 		return res, nil
@@ -85,7 +78,7 @@ func (s *Store) AppendEvents(ctx context.Context, events []peba.Event) (peba.App
 	}
 	defer s.mu.Unlock()
 	err := s.inTx(ctx, func() error {
-		stored, err := s.storedIDs(ctx, events, candidates, lo, hi)
+		stored, err := s.storedIDs(ctx, events, candidates)
 		if err != nil {
 			return err
 		}
@@ -126,6 +119,7 @@ func (s *Store) AppendEvents(ctx context.Context, events []peba.Event) (peba.App
 	if err != nil {
 		return peba.AppendResult{}, fmt.Errorf("cannot append events: %w", err)
 	}
+	s.ids.add(res.Inserted)        // committed: the de-duplication filter (idfilter.go)
 	s.rememberRecent(res.Inserted) // committed: the cache of the newest events (recent.go)
 	return res, nil
 }
@@ -134,14 +128,38 @@ func (s *Store) AppendEvents(ctx context.Context, events []peba.Event) (peba.App
 // "Storage"; rollups.go), in the append transaction and counting only the
 // inserted events.
 func (s *Store) maintainRollups(ctx context.Context, inserted []peba.Event) error {
-	return s.upsertRollups(ctx, inserted)
+	if err := s.upsertRollups(ctx, inserted); err != nil {
+		return err
+	}
+	return s.maintainTops(ctx, inserted) // tops_summary.go
 }
 
-// storedIDs returns which candidate IDs are already in events.
-func (s *Store) storedIDs(ctx context.Context, events []peba.Event, candidates []int, lo, hi time.Time) (map[string]bool, error) {
-	ids := make([]string, len(candidates))
-	for j, i := range candidates {
-		ids[j] = events[i].ID
+// storedIDs returns which candidate IDs are already in events. Only the
+// IDs that the de-duplication filter (idfilter.go) does not rule out are
+// looked up, in the range of their create times.
+func (s *Store) storedIDs(ctx context.Context, events []peba.Event, candidates []int) (map[string]bool, error) {
+	if err := s.ids.load(ctx, s.wconn); err != nil {
+		return nil, err
+	}
+	var ids []string
+	var lo, hi time.Time
+	for _, i := range candidates {
+		e := &events[i]
+		if !s.ids.mayBeStored(e.ID, e.CreateTime) {
+			continue
+		}
+		ids = append(ids, e.ID)
+		ct := dbTime(e.CreateTime)
+		if len(ids) == 1 || ct.Before(lo) {
+			lo = ct
+		}
+		if len(ids) == 1 || ct.After(hi) {
+			hi = ct
+		}
+	}
+	stored := map[string]bool{}
+	if len(ids) == 0 {
+		return stored, nil
 	}
 	rows, err := s.wconn.QueryContext(ctx,
 		`SELECT id FROM events WHERE create_time BETWEEN ? AND ? AND id IN (SELECT unnest(?::VARCHAR[]))`,
@@ -150,7 +168,6 @@ func (s *Store) storedIDs(ctx context.Context, events []peba.Event, candidates [
 		return nil, fmt.Errorf("cannot look up stored ids: %w", err)
 	}
 	defer rows.Close()
-	stored := map[string]bool{}
 	for rows.Next() {
 		var id string
 		if err := rows.Scan(&id); err != nil {
@@ -170,15 +187,15 @@ func validateEvent(e *peba.Event) error { return peba.ValidateEvent(e) }
 
 // rowValues returns the Appender row for e, in eventColumns order.
 func rowValues(e *peba.Event) ([]driver.Value, error) {
-	ad, err := storerow.EncodeAttrs(e.AdditionalData)
+	ad, err := encodeAttrs(e.AdditionalData)
 	if err != nil {
 		return nil, err
 	}
-	fs, err := storerow.EncodeAttrs(e.Fields)
+	fs, err := encodeAttrs(e.Fields)
 	if err != nil {
 		return nil, err
 	}
-	rq, err := storerow.EncodeAttrs(e.Requests)
+	rq, err := encodeAttrs(e.Requests)
 	if err != nil {
 		return nil, err
 	}
@@ -435,6 +452,12 @@ func (s *Store) DeleteEventsBefore(ctx context.Context, t time.Time) (int64, err
 	err := s.inTx(ctx, func() error {
 		// The rollups lose the deleted events in the same transaction.
 		if err := s.retractRollups(ctx, t); err != nil {
+			return err
+		}
+		if err := s.dropSensorSummaries(ctx, t); err != nil { // sensorsum.go
+			return err
+		}
+		if err := s.retractTops(ctx, t); err != nil { // tops_summary.go
 			return err
 		}
 		res, err := s.wconn.ExecContext(ctx, "DELETE FROM events WHERE received_time < ?", dbTime(t))

@@ -14,8 +14,9 @@ import (
 // The newest events by received time, in memory, for Latest without a
 // source (the live ticker retrieveAlertsJson and retrieveAlertsCyber ask
 // for the 35 and MAXALERTS newest of today and yesterday, uncached every
-// few seconds). Reading them from DuckDB cost 5-7 ms on 10M events, mostly
-// the decompression of all 40 columns of a row group for 35 rows.
+// few seconds) and of a busy source (recent_latest.go). Reading them from
+// DuckDB cost 5-7 ms on 10M events, mostly the decompression of all 40
+// columns of a row group for 35 rows.
 //
 // The cache holds every stored event received at or after lo, so any
 // window's newest events are answered from it when it has enough of them
@@ -23,8 +24,9 @@ import (
 // the database, under the writer lock so that no append slips between the
 // load and its installation, and updated after each append commits, under
 // the same lock, so that it always equals some committed state. Retention
-// empties it (in the deleting transaction, so a rollback cannot leave it
-// incomplete); the next use loads it again.
+// empties it if it deletes events the cache holds (in the deleting
+// transaction, so a rollback cannot leave it incomplete; retractRecent);
+// the next use loads it again.
 
 // recentMax is the number of events the cache keeps. Private-only windows
 // see about a fifth of them on community-heavy data.
@@ -68,15 +70,15 @@ func (s *Store) rememberRecent(inserted []peba.Event) {
 	if !c.valid || len(inserted) == 0 {
 		return
 	}
-	n := len(c.events)
-	for i := range inserted {
-		if e := storedForm(inserted[i]); !e.ReceivedTime.Before(c.lo) {
-			c.events = append(c.events, e)
-		}
+	add, lo := newestRecent(inserted, c.lo) // recentnewest.go
+	c.lo = lo
+	for len(c.events) > 0 && c.events[len(c.events)-1].ReceivedTime.Before(c.lo) {
+		c.events = c.events[:len(c.events)-1]
 	}
-	if len(c.events) == n {
+	if len(add) == 0 {
 		return
 	}
+	c.events = append(c.events, add...)
 	slices.SortFunc(c.events, func(a, b peba.Event) int { return latestOrder(&a, &b) })
 	if len(c.events) > recentMax {
 		// Drop the oldest; the cache then covers only what is after them.
@@ -90,13 +92,31 @@ func (s *Store) rememberRecent(inserted []peba.Event) {
 	}
 }
 
-// forgetRecent empties the cache (retention). The caller holds the writer
-// lock.
-func (s *Store) forgetRecent() {
-	s.forgetTimes()
-	s.recent.mu.Lock()
-	s.recent.valid, s.recent.events = false, nil
-	s.recent.mu.Unlock()
+// retractRecent is called by retention, in the transaction that deletes
+// the events received before t, with the writer lock held. The cache and
+// the times stay as they are if they hold no such event (the usual case:
+// retention keeps days, they cover the last hours): they still hold every
+// stored event after their lo, and a rollback changes nothing. Otherwise
+// they are emptied and loaded again on next use (0.3 s of CPU for the
+// times on 10M events, during which appends wait).
+func (s *Store) retractRecent(t time.Time) {
+	t = dbTime(t)
+	c := &s.recent
+	c.mu.Lock()
+	if n := len(c.events); n > 0 && c.events[n-1].ReceivedTime.Before(t) {
+		c.valid, c.events = false, nil
+	}
+	c.mu.Unlock()
+	us := t.UnixMicro()
+	keep := true
+	s.times.mu.RLock()
+	for _, ev := range s.times.ev {
+		keep = keep && (len(ev) == 0 || ev[0].us >= us)
+	}
+	s.times.mu.RUnlock()
+	if !keep {
+		s.forgetTimes()
+	}
 }
 
 // loadRecent fills the cache if it is empty and the writer lock is free
@@ -183,25 +203,47 @@ func (s *Store) latestRecent(w peba.Window, limit int) (out []peba.Event, ok boo
 	return nil, false
 }
 
-// The received times of the events of the last recentSpan, by domain, for
-// Count of recent windows (retrieveAlertStats asks for four of them,
-// retrieveAlertsCount for one, every few seconds): a Count that reads the
-// rollups and the raw edges costs 1-2 ms, four of them miss
-// retrieveAlertStats' 2 ms budget. Binary search in sorted times is exact
-// at any bound. Loaded, maintained and emptied like the newest events
-// above; recentTimesMax bounds the memory (8 bytes per event) when ingest
-// is so fast that a day holds more events: then the times cover less than
-// recentSpan, and older windows are counted in the database.
+// The received times and source addresses of the events of the last
+// recentSpan, by domain, for Count of recent windows (retrieveAlertStats
+// asks for four of them, retrieveAlertsCount for one, every few seconds:
+// a Count that reads the rollups and the raw edges costs 1-2 ms, four of
+// them miss retrieveAlertStats' 2 ms budget) and for the sources of recent
+// windows (retrieveIPs, blocklists; recent_sources.go). Binary search in
+// sorted times is exact at any bound. Loaded, maintained and emptied like
+// the newest events above; recentTimesMax bounds the memory (16 bytes per
+// event) when ingest is so fast that a day holds more events: then the
+// times cover less than recentSpan, and older windows are read from the
+// database.
 var (
 	recentSpan     = 25 * time.Hour
 	recentTimesMax = 4_000_000
 )
 
+// recentEvent is one event of recentTimes: its received time in µs and its
+// source key (srcNames).
+type recentEvent struct {
+	us  int64
+	src uint64
+}
+
+func cmpRecentUS(e recentEvent, us int64) int {
+	switch {
+	case e.us < us:
+		return -1
+	case e.us > us:
+		return 1
+	}
+	return 0
+}
+
+func cmpRecent(a, b recentEvent) int { return cmpRecentUS(a, b.us) }
+
 type recentTimes struct {
 	mu    sync.RWMutex
 	valid bool
-	lo    int64      // every stored event received at or after lo (µs) is in t
-	t     [2][]int64 // received times in µs, sorted: [0] private, [1] community
+	lo    int64            // every stored event received at or after lo (µs) is in ev
+	ev    [2][]recentEvent // sorted by time: [0] private, [1] community
+	names srcNames         // the source keys that are not IPv4 addresses
 }
 
 func domainIndex(d peba.Domain) int {
@@ -220,37 +262,41 @@ func (s *Store) rememberTimes(inserted []peba.Event) {
 	if !c.valid {
 		return
 	}
-	var add [2][]int64
+	var add [2][]recentEvent
 	for i := range inserted {
 		e := &inserted[i]
 		if us := dbTime(e.ReceivedTime).UnixMicro(); us >= c.lo {
-			add[domainIndex(e.Domain)] = append(add[domainIndex(e.Domain)], us)
+			d := domainIndex(e.Domain)
+			add[d] = append(add[d], recentEvent{us, c.names.key(e.SrcIP)})
 		}
 	}
 	for d := range add {
 		if len(add[d]) == 0 {
 			continue
 		}
-		slices.Sort(add[d])
-		t := c.t[d]
-		if len(t) == 0 || add[d][0] >= t[len(t)-1] {
-			c.t[d] = append(t, add[d]...)
+		// Usually in order already (received times are stamped at ingest).
+		if !slices.IsSortedFunc(add[d], cmpRecent) {
+			slices.SortFunc(add[d], cmpRecent)
+		}
+		t := c.ev[d]
+		if len(t) == 0 || add[d][0].us >= t[len(t)-1].us {
+			c.ev[d] = append(t, add[d]...)
 			continue
 		}
 		// Out of order (imports, late batches): merge from where the new
 		// times begin.
-		i, _ := slices.BinarySearch(t, add[d][0])
-		merged := make([]int64, 0, len(t)+len(add[d]))
+		i, _ := slices.BinarySearchFunc(t, add[d][0].us, cmpRecentUS)
+		merged := make([]recentEvent, 0, len(t)+len(add[d]))
 		merged = append(merged, t[:i]...)
 		a, b := t[i:], add[d]
 		for len(a) > 0 && len(b) > 0 {
-			if a[0] <= b[0] {
+			if a[0].us <= b[0].us {
 				merged, a = append(merged, a[0]), a[1:]
 			} else {
 				merged, b = append(merged, b[0]), b[1:]
 			}
 		}
-		c.t[d] = append(append(merged, a...), b...)
+		c.ev[d] = append(append(merged, a...), b...)
 	}
 	c.trim(time.Now())
 }
@@ -259,23 +305,24 @@ func (s *Store) rememberTimes(inserted []peba.Event) {
 // beyond recentTimesMax, and raises lo past what it dropped.
 func (c *recentTimes) trim(now time.Time) {
 	lo := max(c.lo, dbTime(now.Add(-recentSpan)).UnixMicro())
-	for n := len(c.t[0]) + len(c.t[1]); n > recentTimesMax; n-- {
+	for n := len(c.ev[0]) + len(c.ev[1]); n > recentTimesMax; n-- {
 		// The oldest of both domains goes; lo moves past it, so that
 		// others at the same instant do not count as covered.
 		d := 0
-		if len(c.t[0]) == 0 || len(c.t[1]) > 0 && c.t[1][0] < c.t[0][0] {
+		if len(c.ev[0]) == 0 || len(c.ev[1]) > 0 && c.ev[1][0].us < c.ev[0][0].us {
 			d = 1
 		}
-		lo = max(lo, c.t[d][0]+1)
-		c.t[d] = c.t[d][1:]
+		lo = max(lo, c.ev[d][0].us+1)
+		c.ev[d] = c.ev[d][1:]
 	}
 	c.lo = lo
-	for d := range c.t {
-		i, _ := slices.BinarySearch(c.t[d], lo)
+	for d := range c.ev {
+		i, _ := slices.BinarySearchFunc(c.ev[d], lo, cmpRecentUS)
 		if i > 0 {
-			c.t[d] = slices.Clone(c.t[d][i:])
+			c.ev[d] = slices.Clone(c.ev[d][i:])
 		}
 	}
+	c.names.compact(&c.ev)
 }
 
 // loadTimes fills the times if they are empty and the writer lock is free.
@@ -299,40 +346,46 @@ func (s *Store) loadTimes(ctx context.Context) error {
 	}
 	now := time.Now()
 	lo := dbTime(now.Add(-recentSpan))
-	// One list per domain and hour: few rows, and no Scan per event.
-	rows, err := s.db.QueryContext(ctx, `SELECT community, list(epoch_us(received_time)) FROM events
-		WHERE received_time >= ? GROUP BY community, date_trunc('hour', received_time)`, lo)
+	// One list of times per domain and source: few rows (77k for the
+	// 350k events of a day of the benchmark's 10M), and the source goes
+	// with its times by construction.
+	rows, err := s.db.QueryContext(ctx, `SELECT community, src_ip, list(epoch_us(received_time)) FROM events
+		WHERE received_time >= ? GROUP BY community, src_ip`, lo)
 	if err != nil {
 		return fmt.Errorf("cannot load recent times: %w", err)
 	}
 	defer rows.Close()
-	var t [2][]int64
+	var ev [2][]recentEvent
+	var names srcNames
 	for rows.Next() {
 		var community bool
-		var l []any
-		if err := rows.Scan(&community, &l); err != nil {
+		var src string
+		var ts []any
+		if err := rows.Scan(&community, &src, &ts); err != nil {
 			return fmt.Errorf("cannot load recent times: %w", err)
 		}
 		d := 0
 		if community {
 			d = 1
 		}
-		for _, v := range l {
+		k := names.keyOfText(src)
+		for _, v := range ts {
 			us, ok := v.(int64)
 			if !ok {
 				return fmt.Errorf("cannot load recent times: list element is %T", v)
 			}
-			t[d] = append(t[d], us)
+			ev[d] = append(ev[d], recentEvent{us, k})
 		}
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("cannot load recent times: %w", err)
 	}
-	slices.Sort(t[0])
-	slices.Sort(t[1])
+	for d := range ev {
+		slices.SortFunc(ev[d], cmpRecent)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.valid, c.lo, c.t = true, lo.UnixMicro(), t
+	c.valid, c.lo, c.ev, c.names = true, lo.UnixMicro(), ev, names
 	c.trim(now)
 	return nil
 }
@@ -341,41 +394,45 @@ func (s *Store) loadTimes(ctx context.Context) error {
 // lock.
 func (s *Store) forgetTimes() {
 	s.times.mu.Lock()
-	s.times.valid, s.times.t = false, [2][]int64{}
+	s.times.valid, s.times.ev, s.times.names = false, [2][]recentEvent{}, srcNames{}
 	s.times.mu.Unlock()
 }
 
-// countRecent answers Count(w) from the times; ok is false if they cannot
-// tell (not loaded, a peer type, or w starts before what they cover).
-func (s *Store) countRecent(w peba.Window) (n int64, ok bool) {
-	if w.Field != peba.Received || w.PeerType != "" || w.From.IsZero() {
-		return 0, false
+// recentRange returns, per domain, the events of w (received time, no
+// peer type) as sub-slices of c.ev; ok is false if the times cannot tell
+// (not loaded, a peer type, or w starts before what they cover). The
+// caller holds c.mu.
+func (c *recentTimes) recentRange(w peba.Window) (ev [2][]recentEvent, ok bool) {
+	if !c.valid || w.Field != peba.Received || w.PeerType != "" || w.From.IsZero() {
+		return ev, false
 	}
 	from := dbTime(w.From).UnixMicro()
+	if from < c.lo {
+		return ev, false
+	}
+	for _, d := range w.Domains {
+		if d != peba.DomainCommunity && d != peba.DomainPrivate {
+			continue
+		}
+		t := c.ev[domainIndex(d)]
+		i, _ := slices.BinarySearchFunc(t, from, cmpRecentUS)
+		j := len(t)
+		if !w.To.IsZero() {
+			j, _ = slices.BinarySearchFunc(t, dbTime(w.To).UnixMicro(), cmpRecentUS)
+		}
+		ev[domainIndex(d)] = t[i:max(i, j)]
+	}
+	return ev, true
+}
+
+// countRecent answers Count(w) from the times; ok is false if they cannot
+// tell.
+func (s *Store) countRecent(w peba.Window) (n int64, ok bool) {
 	c := &s.times
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	if !c.valid || from < c.lo {
-		return 0, false
-	}
-	var want [2]bool
-	for _, d := range w.Domains {
-		if d == peba.DomainCommunity || d == peba.DomainPrivate {
-			want[domainIndex(d)] = true
-		}
-	}
-	for d, t := range c.t {
-		if !want[d] {
-			continue
-		}
-		i, _ := slices.BinarySearch(t, from)
-		j := len(t)
-		if !w.To.IsZero() {
-			j, _ = slices.BinarySearch(t, dbTime(w.To).UnixMicro())
-		}
-		n += int64(max(j-i, 0))
-	}
-	return n, true
+	ev, ok := c.recentRange(w)
+	return int64(len(ev[0]) + len(ev[1])), ok
 }
 
 // warmRecent loads the newest events and the recent times after Open, so

@@ -224,6 +224,17 @@ func (s *Store) upsertRollups(ctx context.Context, inserted []peba.Event) error 
 	if len(inserted) == 0 {
 		return nil
 	}
+	if err := s.upsertRollupTables(ctx, inserted); err != nil {
+		return err
+	}
+	if err := s.upsertSensorRollup(ctx, inserted); err != nil {
+		return err
+	}
+	return s.appendSrcIndex(ctx, inserted)
+}
+
+// upsertRollupTables adds the inserted events to the tables of rollups.
+func (s *Store) upsertRollupTables(ctx context.Context, inserted []peba.Event) error {
 	rows := rollupRows(inserted)
 	for i := range rollups {
 		r, c := &rollups[i], &rows[i]
@@ -243,10 +254,7 @@ func (s *Store) upsertRollups(ctx context.Context, inserted []peba.Event) error 
 			return err
 		}
 	}
-	if err := s.upsertSensorRollup(ctx, inserted); err != nil {
-		return err
-	}
-	return s.appendSrcIndex(ctx, inserted)
+	return nil
 }
 
 // appendQuery runs query (a statement over the appended_data of a query
@@ -347,7 +355,7 @@ func peerTypeColumn(dim peba.Dim) string {
 // created-time table, whose buckets do not follow received time, stays
 // exact too.
 func (s *Store) retractRollups(ctx context.Context, t time.Time) error {
-	s.forgetRecent()
+	s.retractRecent(t) // recent.go
 	for i := range rollups {
 		r := &rollups[i]
 		col, _ := timeColumn(r.field)

@@ -55,6 +55,10 @@ func randomEvents(r *rand.Rand, n, first int) []peba.Event {
 			e.SrcIP = netip.MustParseAddr("2001:db8::1")
 		case 1:
 			e.SrcIP = netip.Addr{}
+		case 2, 3:
+			// Keys at both sides of the boundaries of the source index
+			// merge's key ranges (srcMergeChunks).
+			e.SrcIP = netip.AddrFrom4([4]byte{byte(16*r.IntN(16) + 15*r.IntN(2)), 255 * byte(r.IntN(2)), 255, byte(r.IntN(2))})
 		}
 		e.Hostname = []string{"", "undefined", "tpot-1", "tpot-2"}[r.IntN(4)]
 		e.DstIP = netip.AddrFrom4([4]byte{192, 0, 2, byte(r.IntN(3))})
@@ -307,6 +311,7 @@ func checkBackfill(t *testing.T, s *Store, path string, retained bool) *Store {
 	for _, ru := range rollups {
 		tables = append(tables, ru.table)
 	}
+	tables = append(tables, topsTables...)
 	for _, table := range tables {
 		if _, err := s.db.Exec("DROP TABLE " + table); err != nil {
 			t.Fatal(err)
@@ -529,8 +534,7 @@ func TestHeavy(t *testing.T) {
 		for _, b := range want {
 			keys = append(keys, b.Key)
 		}
-		bucket := fmt.Sprintf(bucketExprs[c.series], "t")
-		gotS, ok, err := s.seriesHeavy(ctx, c.w, c.series, c.dim, keys, bucket)
+		gotS, ok, err := s.seriesHeavy(ctx, c.w, c.series, c.dim, keys)
 		if err != nil || !ok {
 			t.Fatalf("%s: seriesHeavy ok %v, %v", c.name, ok, err)
 		}

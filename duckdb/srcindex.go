@@ -188,6 +188,12 @@ func srcMergeQuery(rows string) string {
 	FROM b JOIN h ON b.src = h.src AND b.community = h.community`
 }
 
+// srcMergeChunks is the number of key ranges that a merge combines one at
+// a time, as migration 0004 does: combining all sources in one statement
+// ran out of the 256 MB memory limit at 9.7M events (831k sorted and 415k
+// tail rows), which failed the append that merged and every one after it.
+const srcMergeChunks = 16
+
 // mergeSrcIndex rewrites src_index as one row per key and domain, sorted
 // by key, from both tables, and empties the tail. It runs in the caller's
 // transaction.
@@ -195,13 +201,22 @@ func (s *Store) mergeSrcIndex(ctx context.Context) error {
 	// Until the transaction commits, the counts are unknown: if it rolls
 	// back, the next append counts again.
 	s.srcIdx.known = false
-	for _, q := range []string{
-		"CREATE TEMP TABLE src_index_merge AS " + srcMergeQuery(srcIndexRows),
+	qs := []string{"CREATE TABLE src_index_merge AS SELECT * FROM src_index LIMIT 0"}
+	const width = (srcKeyOther + srcMergeChunks - 1) / srcMergeChunks // the last range holds srcKeyOther
+	for i := range uint64(srcMergeChunks) {
+		rows := fmt.Sprintf("SELECT * FROM (%s) WHERE src >= %d AND src < %d", srcIndexRows, i*width, (i+1)*width)
+		if i == srcMergeChunks-1 {
+			rows = fmt.Sprintf("SELECT * FROM (%s) WHERE src >= %d", srcIndexRows, i*width)
+		}
+		qs = append(qs, "INSERT INTO src_index_merge SELECT * FROM ("+srcMergeQuery(rows)+") ORDER BY src")
+	}
+	qs = append(qs,
 		"DELETE FROM src_index",
 		"DELETE FROM src_index_tail",
-		"INSERT INTO src_index SELECT * FROM src_index_merge ORDER BY src",
+		"INSERT INTO src_index SELECT * FROM src_index_merge",
 		"DROP TABLE src_index_merge",
-	} {
+	)
+	for _, q := range qs {
 		if _, err := s.wconn.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("cannot merge src_index: %w", err)
 		}
@@ -232,7 +247,9 @@ type srcInfo struct {
 // srcLookup returns the source index's combined row of src in ds, and ok
 // false if the source has no events there.
 func (s *Store) srcLookup(ctx context.Context, ds []peba.Domain, src netip.Addr) (info srcInfo, ok bool, err error) {
-	key, valid := srcKey(src)
+	// Latest matches an IPv4-mapped src with the IPv4 address, stored
+	// under the address's own key.
+	key, valid := srcKey(src.Unmap())
 	cond, none := domainCond(ds)
 	if !valid || none {
 		return info, false, nil

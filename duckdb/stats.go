@@ -303,6 +303,18 @@ func (s *Store) top(ctx context.Context, w peba.Window, dim peba.Dim, limit int,
 	if dim == peba.DimNone {
 		return nil, peba.Errorf(peba.EINVALID, "invalid dimension %d", dim)
 	}
+	if useRollups && dim == peba.DimSrcIP {
+		// Recent windows (retrieveIPs) from memory (recent_sources.go).
+		if out, ok := s.topSourcesRecent(w, limit); ok {
+			return out, nil
+		}
+		if err := s.loadTimes(ctx); err != nil {
+			return nil, err
+		}
+		if out, ok := s.topSourcesRecent(w, limit); ok {
+			return out, nil
+		}
+	}
 	if useRollups && limit > 0 && heavyDim(dim) {
 		var out []peba.Bucket
 		var ok bool
@@ -432,7 +444,7 @@ func (s *Store) series(ctx context.Context, w peba.Window, width time.Duration, 
 		var ok bool
 		err := s.readTx(ctx, func(ctx context.Context) error {
 			var err error
-			out, ok, err = s.seriesHeavy(ctx, w, width, dim, keys, bucket)
+			out, ok, err = s.seriesHeavy(ctx, w, width, dim, keys)
 			return err
 		})
 		if err != nil || ok {
@@ -586,9 +598,11 @@ var latestSpans = []time.Duration{time.Hour, 8 * time.Hour, 64 * time.Hour, 512 
 // Without a source, the newest events usually come from memory (recent.go).
 // Otherwise it reads [hi-span, w.To) for growing spans and stops at the
 // first that holds limit events: every event left out is older than all of
-// those, so the answer is the one of the whole window. With a source, the
-// source index (srcindex.go) says whether it has events at all, and which
-// hours hold its newest ones; those are read first, newest first.
+// those, so the answer is the one of the whole window. With a source, a
+// busy one is usually answered from memory too (recent_latest.go);
+// otherwise the source index (srcindex.go) says whether it has events at
+// all, and which hours hold its newest ones; those are read first, newest
+// first.
 func (s *Store) Latest(ctx context.Context, w peba.Window, src netip.Addr, limit int) ([]peba.Event, error) {
 	return s.latest(ctx, w, src, limit, true)
 }
@@ -635,6 +649,14 @@ func (s *Store) latest(ctx context.Context, w peba.Window, src netip.Addr, limit
 			return out, nil
 		}
 	}
+	if fast && src.IsValid() {
+		if err := s.loadRecent(ctx); err != nil {
+			return nil, err
+		}
+		if out, ok, err := s.latestRecentSource(ctx, w, src, limit); err != nil || ok {
+			return out, err
+		}
+	}
 	var out []peba.Event
 	err := s.readTx(ctx, func(ctx context.Context) error {
 		var err error
@@ -653,7 +675,10 @@ func (s *Store) latestRead(ctx context.Context, w peba.Window, src netip.Addr, l
 	var extra []string
 	var srcArgs []any
 	if src.IsValid() {
-		extra, srcArgs = []string{"src_ip = ?"}, []any{src.Unmap().String()}
+		// As in fetchEvents: list_contains is tested on the rows of the
+		// time range only, src_ip = ? (pushed into the scan) on every row
+		// of their row groups, at twice the cost.
+		extra, srcArgs = []string{"list_contains(?::VARCHAR[], src_ip)"}, []any{[]string{src.Unmap().String()}}
 	}
 	// part returns sw's WHERE clause, or ok false if sw selects nothing.
 	part := func(sw peba.Window) (wherePart, bool) {
@@ -746,12 +771,13 @@ func (s *Store) latestRead(ctx context.Context, w peba.Window, src netip.Addr, l
 }
 
 // latestHours reads the source's newest listed hours (info.hours) within
-// w, newest first: first one hour (a busy source has limit events there;
-// a source with few hours, all listed, skips this), then limit more (each
-// holds an event, unless retention removed it), then the rest. It stops as soon as it has limit candidates: every event of
-// the hours left, listed or not, is older. done is false if it did not
-// find limit and the list does not hold every hour of the source; the
-// caller then reads the time before the listed hours.
+// w, newest first: limit hours at a time (each holds an event, unless
+// retention removed it; the busy sources whose newest hour alone would do
+// are mostly answered from memory before this). It stops as soon as it has
+// limit candidates: every event of the hours left, listed or not, is
+// older. done is false if it did not find limit and the list does not hold
+// every hour of the source; the caller then reads the time before the
+// listed hours.
 func (s *Store) latestHours(ctx context.Context, w peba.Window, part func(peba.Window) (wherePart, bool), info srcInfo, limit int) (cands []latestCand, done bool, err error) {
 	var hours []int32
 	for _, h := range info.hours {
@@ -760,14 +786,9 @@ func (s *Store) latestHours(ctx context.Context, w peba.Window, part func(peba.W
 			hours = append(hours, h)
 		}
 	}
-	step := 1
-	if info.allHours {
-		// Few hours, so few events: one read of the newest limit hours.
-		step = limit
-	}
-	for i := 0; i < len(hours); i, step = i+step, limit {
+	for i := 0; i < len(hours); i += limit {
 		var parts []wherePart
-		for _, r := range hourRuns(hours[i:min(len(hours), i+step)]) {
+		for _, r := range hourRuns(hours[i:min(len(hours), i+limit)]) {
 			sw := w
 			from, to := time.UnixMicro(int64(r[1])*hourUS).UTC(), time.UnixMicro(int64(r[0]+1)*hourUS).UTC()
 			if sw.From.Before(from) {
@@ -862,7 +883,10 @@ func (s *Store) fetchEvents(ctx context.Context, f peba.TimeField, cands []lates
 			ids = append(ids, cands[j].id)
 		}
 		// cands are newest first: [cands[j-1].t, cands[i].t].
-		parts = append(parts, "SELECT "+eventColumns+" FROM events WHERE "+col+" BETWEEN ? AND ? AND id IN (SELECT unnest(?::VARCHAR[]))")
+		// list_contains, unlike id IN (...), is not pushed into the scan,
+		// so it only tests the rows of the time range: a pushed-down id
+		// filter decompressed the ids of the whole row group (3x the cost).
+		parts = append(parts, "SELECT "+eventColumns+" FROM events WHERE "+col+" BETWEEN ? AND ? AND list_contains(?::VARCHAR[], id)")
 		args = append(args, cands[j-1].t, cands[i].t, ids)
 		i = j
 	}
@@ -895,169 +919,4 @@ func (s *Store) fetchEvents(ctx context.Context, f peba.TimeField, cands []lates
 		return strings.Compare(a.ID, b.ID)
 	})
 	return out, nil
-}
-
-// sensorRollup is rollup_sensor_day as a plan candidate (only its
-// granularity and field are used).
-var sensorRollup = rollup{table: "rollup_sensor_day", field: peba.Received, gran: 24 * time.Hour}
-
-// Sensors implements peba.Stats (peba.md §7.1). Events whose hostname is
-// "undefined" (PEBA's default, older T-Pots) or empty are grouped by target
-// address; PEBA grouped "" under hostname "" instead, which SensorGroup
-// cannot express. PeerIdent and PeerType are distinct and sorted in byte
-// order, and not capped at 10 as PEBA's sub-aggregations were. Groups are
-// ordered by Hostname then TargetIP, so the address groups come first.
-// Whole received-time days come from rollup_sensor_day, the rest of the
-// window from the events.
-func (s *Store) Sensors(ctx context.Context, w peba.Window) ([]peba.SensorGroup, error) {
-	return s.sensors(ctx, w, true)
-}
-
-func (s *Store) sensors(ctx context.Context, w peba.Window, useRollups bool) ([]peba.SensorGroup, error) {
-	col, err := timeColumn(w.Field)
-	if err != nil {
-		return nil, err
-	}
-	from, to := w.From, w.To
-	if !from.IsZero() {
-		from = dbTime(from)
-	}
-	if !to.IsZero() {
-		to = dbTime(to)
-	}
-	if !from.IsZero() && !to.IsZero() && !from.Before(to) {
-		return nil, nil
-	}
-	var cands []*rollup
-	if useRollups && w.Field == sensorRollup.field {
-		cands = []*rollup{&sensorRollup}
-	}
-	var parts []string
-	var args []any
-	for _, seg := range split(from, to, cands, nil) {
-		sw := w
-		sw.From, sw.To = seg.from, seg.to
-		if seg.r != nil {
-			where, wargs, none := windowWhere(sw, "t")
-			if none {
-				return nil, nil
-			}
-			parts = append(parts, "SELECT h, ip, peer_ident, peer_type, cnt AS c FROM rollup_sensor_day"+where)
-			args = append(args, wargs...)
-			continue
-		}
-		where, wargs, none := windowWhere(sw, col)
-		if none {
-			return nil, nil
-		}
-		parts = append(parts, "SELECT "+sensorHostSQL+" AS h, "+sensorIPSQL+" AS ip, peer_ident, peer_type, count(*) AS c FROM events"+
-			where+" GROUP BY ALL")
-		args = append(args, wargs...)
-	}
-	q := "FROM (" + strings.Join(parts, " UNION ALL ") + ") GROUP BY h, ip"
-	// The identifiers and types of a group come as one string each, joined
-	// by U+0001: aggregating the 44k rows of a day of the benchmark data
-	// into strings cost a third of list_distinct(list(...)) and its
-	// transfer as Go lists. Go removes the repetitions (of several days,
-	// domains and raw rows) and sorts (an ORDER BY cost more). U+0001
-	// cannot come from EWS (XML), but from JSON imports: a value that
-	// contains it splits into more items than the group has rows, and then
-	// the query is repeated with "<bytes>:<value>" items, which take twice
-	// as long.
-	var out []peba.SensorGroup
-	err = s.readTx(ctx, func(ctx context.Context) error {
-		var clean bool
-		var err error
-		out, clean, err = s.querySensors(ctx, "SELECT h, ip, string_agg(peer_ident, chr(1)), string_agg(peer_type, chr(1)), sum(c)::BIGINT, count(*) "+q,
-			args, splitItems)
-		if err == nil && !clean {
-			const item = "strlen(%[1]s)::VARCHAR || ':' || %[1]s"
-			out, _, err = s.querySensors(ctx, "SELECT h, ip, string_agg("+fmt.Sprintf(item, "peer_ident")+", ''), string_agg("+
-				fmt.Sprintf(item, "peer_type")+", ''), sum(c)::BIGINT, -1 "+q, args, lengthItems)
-		}
-		return err
-	})
-	slices.SortFunc(out, func(a, b peba.SensorGroup) int {
-		if c := strings.Compare(a.Hostname, b.Hostname); c != 0 {
-			return c
-		}
-		return strings.Compare(a.TargetIP, b.TargetIP)
-	})
-	return out, err
-}
-
-// querySensors runs a Sensors query whose columns are the group, its
-// identifiers and types as strings that parse splits, the count, and the
-// number of rows aggregated, which each string must split into (-1: do not
-// check); clean is false if one did not.
-func (s *Store) querySensors(ctx context.Context, q string, args []any, parse func(s string, repetitive bool) ([]string, int, error)) (out []peba.SensorGroup, clean bool, err error) {
-	rows, err := s.q(ctx).QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, false, fmt.Errorf("cannot query sensors: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var (
-			g            peba.SensorGroup
-			idents, typs string
-			items        int
-			ni, nt       int
-		)
-		if err := rows.Scan(&g.Hostname, &g.TargetIP, &idents, &typs, &g.Count, &items); err != nil {
-			return nil, false, fmt.Errorf("cannot scan sensors: %w", err)
-		}
-		if g.PeerIdent, ni, err = parse(idents, false); err != nil {
-			return nil, false, err
-		}
-		if g.PeerType, nt, err = parse(typs, true); err != nil {
-			return nil, false, err
-		}
-		if items >= 0 && (ni != items || nt != items) {
-			return nil, false, nil
-		}
-		out = append(out, g)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, false, fmt.Errorf("cannot query sensors: %w", err)
-	}
-	return out, true, nil
-}
-
-// splitItems splits a string of values joined by U+0001 and returns the
-// distinct values sorted in byte order, and how many there were. Values
-// that repeat a lot (types: 75 items of 18 values per group on the
-// benchmark data) are cheaper to drop with a map before sorting; mostly
-// distinct ones (identifiers) to sort directly.
-func splitItems(s string, repetitive bool) ([]string, int, error) {
-	out := strings.Split(s, "\x01")
-	n := len(out)
-	if repetitive && n > 8 {
-		seen := make(map[string]struct{}, 16)
-		for _, v := range out {
-			seen[v] = struct{}{}
-		}
-		out = out[:0]
-		for v := range seen {
-			out = append(out, v)
-		}
-	}
-	slices.Sort(out)
-	return slices.Compact(out), n, nil
-}
-
-// lengthItems parses a string of "<bytes>:<value>" items and returns the
-// distinct values sorted in byte order, and how many there were.
-func lengthItems(s string, _ bool) ([]string, int, error) {
-	var out []string
-	for s != "" {
-		n, rest, ok := strings.Cut(s, ":")
-		size, err := strconv.Atoi(n)
-		if !ok || err != nil || size < 0 || size > len(rest) {
-			return nil, 0, fmt.Errorf("cannot scan sensors: malformed item list")
-		}
-		out, s = append(out, rest[:size]), rest[size:]
-	}
-	n := len(out)
-	slices.Sort(out)
-	return slices.Compact(out), n, nil
 }

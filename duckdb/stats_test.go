@@ -143,15 +143,23 @@ func BenchmarkStats(b *testing.B) {
 // received-time ties, events older than the cache covers, attributes and
 // payloads (not stored), and after retention.
 func TestRecentCache(t *testing.T) {
-	defer func(n, m int, d time.Duration) { recentMax, recentTimesMax, recentSpan = n, m, d }(recentMax, recentTimesMax, recentSpan)
-	recentMax, recentTimesMax = 40, 300     // trimmed often
-	recentSpan = 100 * 365 * 24 * time.Hour // the test's times are in 2024
+	defer func(n, m, c int, d time.Duration) {
+		recentMax, recentTimesMax, srcCompactMin, recentSpan = n, m, c, d
+	}(recentMax, recentTimesMax, srcCompactMin, recentSpan)
+	recentMax, recentTimesMax, srcCompactMin = 40, 300, 4 // trimmed and compacted often
+	recentSpan = 100 * 365 * 24 * time.Hour               // the test's times are in 2024
 	ctx := context.Background()
 	s := openStats(t).(*Store)
 	r := rand.New(rand.NewPCG(5, 6))
 	base := time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)
-	var times []time.Time // received times of the stored events
-	counted := 0          // Counts answered from the times
+	var times []time.Time                // received times of the stored events
+	counted := 0                         // Counts answered from the times
+	sourced := 0                         // Tops by source answered from the times
+	bySource := map[peba.TimeField]int{} // Latest of a source answered from the cache
+	// Sources of the events: some repeat, some are not IPv4 (interned,
+	// compacted often) or not global, some have no address.
+	srcPool := []netip.Addr{{}, netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("10.0.0.1"),
+		netip.MustParseAddr("::ffff:203.0.113.9"), netip.MustParseAddr("203.0.113.9"), netip.MustParseAddr("203.0.113.10")}
 	check := func(when string) {
 		t.Helper()
 		for range 25 {
@@ -197,6 +205,55 @@ func TestRecentCache(t *testing.T) {
 			if _, ok := s.countRecent(w); ok {
 				counted++
 			}
+			// Sources, by address, from the times (recent_sources.go).
+			top, err := s.Top(ctx, w, peba.DimSrcIP, limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantTop, err := s.top(ctx, w, peba.DimSrcIP, limit, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (len(top) > 0 || len(wantTop) > 0) && !reflect.DeepEqual(top, wantTop) {
+				t.Fatalf("%s: Top(%+v, src ip, %d) from the times =\n  %v\nfrom the table\n  %v", when, w, limit, top, wantTop)
+			}
+			q := peba.SourceQuery{MinCount: int64(r.IntN(3)), GlobalOnly: r.IntN(2) == 0, Limit: []int{0, 1, 3, 100}[r.IntN(4)]}
+			srcs, err := s.Sources(ctx, w, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantSrcs, err := s.sourcesStored(ctx, w, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (len(srcs) > 0 || len(wantSrcs) > 0) && !reflect.DeepEqual(srcs, wantSrcs) {
+				t.Fatalf("%s: Sources(%+v, %+v) from the times =\n  %v\nfrom the table\n  %v", when, w, q, srcs, wantSrcs)
+			}
+			if _, ok := s.topSourcesRecent(w, limit); ok {
+				sourced++
+			}
+			// Latest of one source, by either time field (create times are
+			// not in the order of the received ones).
+			for _, f := range []peba.TimeField{peba.Received, peba.Created} {
+				sw, src := w, srcPool[1+r.IntN(len(srcPool)-1)]
+				sw.Field = f
+				got, err := s.Latest(ctx, sw, src, limit)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want, err := s.latest(ctx, sw, src, limit, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if (len(got) > 0 || len(want) > 0) && !reflect.DeepEqual(got, want) {
+					t.Fatalf("%s: Latest(%+v, %s, %d) =\n  %v\nfrom the table\n  %v", when, sw, src, limit, ids(got), ids(want))
+				}
+				if _, ok, err := s.latestRecentSource(ctx, sw, src, limit); err != nil {
+					t.Fatal(err)
+				} else if ok {
+					bySource[f]++
+				}
+			}
 		}
 	}
 	check("empty store")
@@ -214,6 +271,12 @@ func TestRecentCache(t *testing.T) {
 			}
 			e.Domain = peba.Domain(1 + r.IntN(2))
 			e.PeerType = []string{"Webpage", "SSH/console(cowrie)"}[r.IntN(2)]
+			switch r.IntN(4) {
+			case 0:
+				e.SrcIP = srcPool[r.IntN(len(srcPool))]
+			case 1:
+				e.SrcIP = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(r.IntN(200))})
+			}
 			if r.IntN(2) == 0 {
 				e.Fields, e.Requests = []peba.Attr{}, []peba.Attr{{Key: "raw", Value: "x"}}
 			}
@@ -235,6 +298,12 @@ func TestRecentCache(t *testing.T) {
 	if counted < 100 {
 		t.Errorf("the times answered %d Counts; want most of those with a start", counted)
 	}
+	if bySource[peba.Received] < 50 || bySource[peba.Created] < 20 {
+		t.Errorf("the cache answered %v Latest of a source; want more", bySource)
+	}
+	if sourced < 100 {
+		t.Errorf("the times answered %d Tops by source; want most of those with a start", sourced)
+	}
 	if hits < 15 {
 		t.Errorf("the cache answered %d of 25 newest-5 queries; want most", hits)
 	}
@@ -242,6 +311,23 @@ func TestRecentCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("after retention")
+	// A retention that deletes nothing the caches hold keeps them.
+	if _, err := s.DeleteEventsBefore(ctx, base.Add(100*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if !s.recent.valid || !s.times.valid {
+		t.Errorf("a retention of nothing they hold emptied the cache (%v) or the times (%v)", !s.recent.valid, !s.times.valid)
+	}
+	check("after a second retention")
+}
+
+// forgetRecent empties the cache of the newest events and the times, so
+// that the next use loads them from the tables.
+func (s *Store) forgetRecent() {
+	s.forgetTimes()
+	s.recent.mu.Lock()
+	s.recent.valid, s.recent.events = false, nil
+	s.recent.mu.Unlock()
 }
 
 func ids(evs []peba.Event) []string {

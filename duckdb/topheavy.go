@@ -13,32 +13,26 @@ import (
 )
 
 // Top of a long-tail dim (ports, URLs) without reading the tail. On 10M
-// events the day rows of ports barely shrink the events (10% of the
+// events the rollup rows of ports barely shrink the events (10% of the
 // generated ports are uniformly random: ~30k rows a day), so grouping them
 // all cost 80-140 ms for a week or a month, while the top 10 are in rows
 // with large counts.
 //
-// A rollup row is heavy if its count is at least heavyMin of its table's
-// granularity. topHeavy groups only the heavy rows (and the raw edges, in
-// full): per key, h is the sum of its heavy rows, a lower bound of its
-// count. A key's rows that were left out are light, at most heavyMin-1
-// each and at most one per cell (bucket, domain, and peer type for typed
-// dims) in which it has no heavy row, which bounds its count from above.
-// The cells are counted on the peer-type rows of the same field and
-// granularity, which have one row per cell with events. A key without any
-// heavy row is bounded by (heavyMin-1) x cells summed over the segments.
-// If that bound is below the limit-th largest h, the top keys are among
-// those whose upper bound reaches it; the light rows of those that may have
-// some are read (by key), and they are sorted by their exact counts.
-// Otherwise topHeavy gives up and Top groups every row, so answers are
-// always exact (TestRollupsMatchRaw, TestHeavy). Series of the keys of a
-// Top reads their heavy rows the same way (seriesHeavy).
-
-// heavyMin is the smallest count of a heavy row, by rollup granularity.
-// Chosen on the benchmark data: it keeps a few dozen port rows of a day's
-// ~30k, and URLs with 4 events in an hour, while the bound stays far below
-// the top counts of PEBA's windows (tops: 1, 7, 28 days).
-var heavyMin = map[time.Duration]int64{time.Hour: 4, 24 * time.Hour: 8}
+// The closed buckets of a window are read from their summaries
+// (tops_summary.go): the rollup rows with at least min events (heavy), and
+// one peer-type row per cell (bucket, domain, and peer type for typed
+// dims). topHeavy groups the heavy rows and, in full, the rest of the
+// window (raw edges, the open hour, stale buckets): per key, h is a lower
+// bound of its count. A key's rows that were left out are light, at most
+// min-1 each and at most one per cell in which it has no heavy row, which
+// bounds its count from above; a key without any heavy row is bounded by
+// (min-1) x cells summed over the summary segments. If that bound is below
+// the limit-th largest h, the top keys are among those whose upper bound
+// reaches it; their light rows are read from the rollups, in the buckets
+// where they can have some (keyCounts), and they are sorted by their exact
+// counts. Otherwise topHeavy gives up and Top groups every row, so answers
+// are always exact (TestRollupsMatchRaw, TestHeavy). Series of the keys of
+// a Top reads their heavy rows and light rows the same way (seriesHeavy).
 
 // heavyMaxRefine bounds how many keys topHeavy reads exact counts of.
 const heavyMaxRefine = 1000
@@ -53,62 +47,36 @@ func heavyDim(d peba.Dim) bool {
 // heavyKey is a candidate of topHeavy.
 type heavyKey struct {
 	key   string
-	h     int64 // count in heavy rows and raw edges
+	h     int64 // count in heavy rows and in the segments read in full
+	full  int64 // the part of h from the segments read in full
 	slack int64 // most its light rows can add
+}
+
+// topsReadable reports whether the summaries can answer w for dim: they
+// count received times, and keep peer types only for typed dims.
+func topsReadable(w peba.Window, dim peba.Dim) bool {
+	return heavyDim(dim) && w.Field == peba.Received && (w.PeerType == "" || typed(dim))
 }
 
 // topHeavy answers Top(w, dim, limit) as described above; ok is false if
 // it cannot prove the answer, and the caller groups all rows.
 func (s *Store) topHeavy(ctx context.Context, w peba.Window, dim peba.Dim, limit int) (out []peba.Bucket, ok bool, err error) {
-	col, err := timeColumn(w.Field)
-	if err != nil || limit <= 0 || !heavyDim(dim) {
+	if limit <= 0 || !topsReadable(w, dim) {
+		return nil, false, nil
+	}
+	if _, none := domainCond(w.Domains); none {
+		return nil, true, nil
+	}
+	st, err := s.readTopsState(ctx)
+	if err != nil {
 		return nil, false, err
 	}
-	rc, _ := rawCols(dim)
-	segs := plan(w, dim, 24*time.Hour, true)
-	var (
-		parts []string
-		args  []any
-		light = map[int]int64{} // heavyMin-1 of each rollup segment
-	)
-	for i, seg := range segs {
-		sw := w
-		sw.From, sw.To = seg.from, seg.to
-		if seg.r == nil {
-			where, wargs, none := windowWhere(sw, col)
-			if none {
-				return nil, true, nil
-			}
-			parts = append(parts, fmt.Sprintf("SELECT %d AS seg, %s AS k, count(*)::BIGINT AS c, 0::BIGINT AS nh FROM events%s GROUP BY ALL",
-				i, rc.k, where))
-			args = append(args, wargs...)
-			continue
-		}
-		cells := cellsTable(seg.r)
-		if cells == "" {
-			return nil, false, nil
-		}
-		light[i] = heavyMin[seg.r.gran] - 1
-		dimCond := "dim = " + strconv.Itoa(int(dim))
-		where, wargs, none := windowWhere(sw, "t", dimCond, "cnt >= "+strconv.FormatInt(light[i]+1, 10))
-		if none {
-			return nil, true, nil
-		}
-		parts = append(parts, fmt.Sprintf("SELECT %d, k, sum(cnt)::BIGINT, count(*)::BIGINT FROM %s%s GROUP BY ALL", i, seg.r.table, where))
-		args = append(args, wargs...)
-		// The cells: peer-type rows are one per (bucket, domain, type).
-		cw, cargs, _ := windowWhere(sw, "t", "dim = "+strconv.Itoa(int(peba.DimPeerType)))
-		cellRows := "SELECT t, community, peer_type FROM " + cells + cw
-		if !typed(dim) {
-			cellRows = "SELECT DISTINCT t, community FROM " + cells + cw
-		}
-		parts = append(parts, fmt.Sprintf("SELECT %d, NULL, count(*)::BIGINT, -1 FROM (%s)", i, cellRows))
-		args = append(args, cargs...)
+	segs := topsPlan(w, 24*time.Hour, st)
+	if !slices.ContainsFunc(segs, func(g topsSeg) bool { return g.sum != nil }) {
+		return nil, false, nil // nothing closed: Top's own query is as cheap
 	}
-	if len(light) == 0 {
-		return nil, false, nil // no rollup: Top's own query is as cheap
-	}
-	rows, err := s.q(ctx).QueryContext(ctx, strings.Join(parts, " UNION ALL "), args...)
+	q, args := topsQuery(w, dim, segs, nil, false)
+	rows, err := s.q(ctx).QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, false, fmt.Errorf("cannot query top values: %w", err)
 	}
@@ -119,14 +87,15 @@ func (s *Store) topHeavy(ctx context.Context, w peba.Window, dim peba.Dim, limit
 	for rows.Next() {
 		var (
 			seg   int
+			b     sql.NullTime
 			k     sql.NullString
 			c, nh int64
 		)
-		if err := rows.Scan(&seg, &k, &c, &nh); err != nil {
+		if err := rows.Scan(&seg, &b, &k, &c, &nh); err != nil {
 			return nil, false, fmt.Errorf("cannot scan top values: %w", err)
 		}
 		if nh < 0 {
-			cells[seg] = c
+			cells[seg] += c
 			continue
 		}
 		key := k.String
@@ -137,19 +106,26 @@ func (s *Store) topHeavy(ctx context.Context, w peba.Window, dim peba.Dim, limit
 			heavy[key] = map[int]int64{}
 		}
 		hk.h += c
+		if segs[seg].sum == nil {
+			hk.full += c
+		}
 		heavy[key][seg] += nh
 	}
 	if err := rows.Err(); err != nil {
 		return nil, false, fmt.Errorf("cannot query top values: %w", err)
 	}
 	var bound int64 // most a key without heavy rows can have
-	for seg, l := range light {
-		bound += l * cells[seg]
+	for i, g := range segs {
+		if g.sum != nil {
+			bound += (g.sum.min - 1) * cells[i]
+		}
 	}
 	cands := make([]*heavyKey, 0, len(byKey))
 	for key, hk := range byKey {
-		for seg, l := range light {
-			hk.slack += l * (cells[seg] - heavy[key][seg])
+		for i, g := range segs {
+			if g.sum != nil {
+				hk.slack += (g.sum.min - 1) * (cells[i] - heavy[key][i])
+			}
 		}
 		cands = append(cands, hk)
 	}
@@ -180,8 +156,29 @@ func (s *Store) topHeavy(ctx context.Context, w peba.Window, dim peba.Dim, limit
 		return nil, false, nil
 	}
 	if len(refine) > 0 {
-		if err := s.addLight(ctx, w, dim, segs, refine); err != nil {
+		var summarized []topsSeg
+		for _, g := range segs {
+			if g.sum != nil {
+				summarized = append(summarized, g)
+			}
+		}
+		keys := make([]string, len(refine))
+		for i, hk := range refine {
+			keys[i] = hk.key
+		}
+		counts, err := s.keyCounts(ctx, w, dim, summarized, keys)
+		if err != nil {
 			return nil, false, err
+		}
+		for _, hk := range refine {
+			hk.h = hk.full
+		}
+		byKey := make(map[string]*heavyKey, len(refine))
+		for _, hk := range refine {
+			byKey[hk.key] = hk
+		}
+		for bk, n := range counts {
+			byKey[bk.key].h += n
 		}
 	}
 	slices.SortFunc(top, func(a, b *heavyKey) int { return cmpCount(a.h, b.h, a.key, b.key) })
@@ -191,72 +188,201 @@ func (s *Store) topHeavy(ctx context.Context, w peba.Window, dim peba.Dim, limit
 	return out, true, nil
 }
 
-// lightRows returns the query over the light rows of keys in the rollup
-// segments of segs, with columns seg, b (the bucket start bucket gives of
-// t, or NULL if bucket is ""), k, c; ok is false if no segment is a
-// rollup.
-func lightRows(w peba.Window, dim peba.Dim, segs []segment, keys []*heavyKey, bucket string) (q string, args []any, ok bool) {
-	ks := make([]string, len(keys))
-	for i, hk := range keys {
-		ks[i] = hk.key
-	}
-	cond, cargs := "k IN (SELECT unnest(?::VARCHAR[]))", []any{ks}
-	b := "NULL::TIMESTAMP"
-	if bucket != "" {
-		b = bucket
-	}
+// topsQuery returns the query over segs of the rows of dim in w, with
+// columns seg (index in segs), b (the bucket start if perBucket: a rollup
+// bucket, the hour of a raw event; else NULL), k, c (count) and nh (the
+// number of heavy rows in a summary segment, 0 elsewhere), and one row per
+// segment (or bucket) of a summary with k NULL, c its cells and nh -1.
+// keys, if not nil, restricts the rows to those keys.
+func topsQuery(w peba.Window, dim peba.Dim, segs []topsSeg, keys []string, perBucket bool) (string, []any) {
+	col, _ := timeColumn(w.Field)
+	rc, _ := rawCols(dim)
 	var parts []string
-	for i, seg := range segs {
-		if seg.r == nil {
-			continue
-		}
+	var args []any
+	dimCond := "dim = " + strconv.Itoa(int(dim))
+	for i, g := range segs {
 		sw := w
-		sw.From, sw.To = seg.from, seg.to
-		min := strconv.FormatInt(heavyMin[seg.r.gran], 10)
-		where, wargs, none := windowWhere(sw, "t", "cnt < "+min, cond, "dim = "+strconv.Itoa(int(dim)))
-		if none {
-			continue
+		sw.From, sw.To = g.from, g.to
+		b, rawB := "NULL::TIMESTAMP", "NULL::TIMESTAMP"
+		if perBucket {
+			b, rawB = "t", "date_trunc('hour', "+col+")"
 		}
-		parts = append(parts, fmt.Sprintf("SELECT %d AS seg, %s AS b, k, sum(cnt)::BIGINT AS c FROM %s%s GROUP BY ALL", i, b, seg.r.table, where))
-		args = append(append(args, cargs...), wargs...)
+		var kc []string
+		var kargs []any
+		if keys != nil {
+			kc, kargs = []string{keyIn("k", len(keys))}, []any{keys}
+		}
+		bc, bargs := g.bucketCond()
+		if bc != "" {
+			kc, kargs = append(kc, bc), append(kargs, bargs...)
+		}
+		switch {
+		case g.sum == nil && g.exact == "":
+			var rkc []string
+			if keys != nil {
+				rkc = []string{keyIn(rc.k, len(keys))}
+			}
+			where, wargs, _ := windowWhere(sw, col, rkc...)
+			parts = append(parts, fmt.Sprintf("SELECT %d AS seg, %s AS b, %s AS k, count(*)::BIGINT AS c, 0::BIGINT AS nh FROM events%s GROUP BY ALL",
+				i, rawB, rc.k, where))
+			args = append(append(args, kargs...), wargs...)
+		case g.sum == nil:
+			where, wargs, _ := windowWhere(sw, "t", append(kc, dimCond)...)
+			parts = append(parts, fmt.Sprintf("SELECT %d, %s, k, sum(cnt)::BIGINT, 0 FROM %s%s GROUP BY ALL", i, b, g.exact, where))
+			args = append(append(args, kargs...), wargs...)
+		default:
+			where, wargs, _ := windowWhere(sw, "t", append(kc, dimCond)...)
+			parts = append(parts, fmt.Sprintf("SELECT %d, %s, k, sum(cnt)::BIGINT, count(*)::BIGINT FROM %s%s GROUP BY ALL", i, b, g.sum.r.table, where))
+			args = append(append(args, kargs...), wargs...)
+			// The cells: peer-type rows are one per (bucket, domain, type).
+			cc, cargs := []string{"dim = " + strconv.Itoa(int(peba.DimPeerType))}, bargs
+			if bc != "" {
+				cc = append(cc, bc)
+			}
+			cw, wargs, _ := windowWhere(sw, "t", cc...)
+			cargs = append(slices.Clone(cargs), wargs...)
+			cellRows := "SELECT t, community, peer_type FROM " + g.sum.r.table + cw
+			if !typed(dim) {
+				cellRows = "SELECT DISTINCT t, community FROM " + g.sum.r.table + cw
+			}
+			cb := "NULL::TIMESTAMP"
+			if perBucket {
+				cb = "t"
+			}
+			parts = append(parts, fmt.Sprintf("SELECT %d, %s, NULL, count(*)::BIGINT, -1 FROM (%s) GROUP BY ALL", i, cb, cellRows))
+			args = append(args, cargs...)
+		}
 	}
-	if len(parts) == 0 {
-		return "", nil, false
-	}
-	return strings.Join(parts, " UNION ALL "), args, true
+	return strings.Join(parts, " UNION ALL "), args
 }
 
-// addLight adds to the h of keys their light rows in the rollup segments
-// of segs, which makes h their count in w (the raw edges are in h already).
-func (s *Store) addLight(ctx context.Context, w peba.Window, dim peba.Dim, segs []segment, keys []*heavyKey) error {
-	q, args, ok := lightRows(w, dim, segs, keys, "")
-	if !ok {
-		return nil
+// maxListContains is the longest list compared with list_contains in the
+// filter of a scan (linear in the list for every row); longer lists are
+// joined. A semi-join's planning and pipelines cost about as much as a
+// small summary query (measured).
+const maxListContains = 64
+
+// keyIn returns the condition that the key expression k is one of n keys
+// given as a VARCHAR[] argument.
+func keyIn(k string, n int) string {
+	if n <= maxListContains {
+		return "list_contains(?::VARCHAR[], " + k + ")"
 	}
-	byKey := make(map[string]*heavyKey, len(keys))
-	for _, hk := range keys {
-		byKey[hk.key] = hk
-	}
+	return k + " IN (SELECT unnest(?::VARCHAR[]))"
+}
+
+// bucketKey is a count of keyCounts: a bucket start and a key.
+type bucketKey struct {
+	start time.Time
+	key   string
+}
+
+// keyCounts returns the counts of keys in segs per bucket (a rollup
+// bucket, or the hour of a raw event): in summary segments the heavy rows
+// plus the light rows of the buckets in which a key has fewer heavy rows
+// than there are cells, elsewhere all rows.
+func (s *Store) keyCounts(ctx context.Context, w peba.Window, dim peba.Dim, segs []topsSeg, keys []string) (map[bucketKey]int64, error) {
+	q, args := topsQuery(w, dim, segs, keys, true)
 	rows, err := s.q(ctx).QueryContext(ctx, q, args...)
 	if err != nil {
-		return fmt.Errorf("cannot query top values: %w", err)
+		return nil, fmt.Errorf("cannot query counts of keys: %w", err)
+	}
+	defer rows.Close()
+	type segBucket struct {
+		seg int
+		t   time.Time
+	}
+	counts := map[bucketKey]int64{}
+	cells := map[segBucket]int64{}
+	heavy := map[segBucket]map[string]int64{}
+	for rows.Next() {
+		var (
+			seg   int
+			b     time.Time
+			k     sql.NullString
+			c, nh int64
+		)
+		if err := rows.Scan(&seg, &b, &k, &c, &nh); err != nil {
+			return nil, fmt.Errorf("cannot scan counts of keys: %w", err)
+		}
+		sb := segBucket{seg, b.UTC()}
+		if nh < 0 {
+			cells[sb] = c
+			continue
+		}
+		counts[bucketKey{sb.t, k.String}] += c
+		if nh > 0 {
+			if heavy[sb] == nil {
+				heavy[sb] = map[string]int64{}
+			}
+			heavy[sb][k.String] += nh
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("cannot query counts of keys: %w", err)
+	}
+	rows.Close()
+	// The buckets, per summary, in which some key may have light rows.
+	missing := map[*topsSummary][]time.Time{}
+	var lightKeys []string
+	for sb, n := range cells {
+		for _, k := range keys {
+			if heavy[sb][k] < n {
+				sum := segs[sb.seg].sum
+				missing[sum] = append(missing[sum], sb.t)
+				if !slices.Contains(lightKeys, k) {
+					lightKeys = append(lightKeys, k)
+				}
+			}
+		}
+	}
+	if len(missing) == 0 {
+		return counts, nil
+	}
+	// Light rows are below min: reading them for a key and bucket that has
+	// only heavy rows adds nothing. The range of the buckets lets zone maps
+	// skip the row groups outside it.
+	var parts []string
+	args = nil
+	for sum, ts := range missing {
+		slices.SortFunc(ts, time.Time.Compare)
+		ts = slices.Compact(ts)
+		us := make([]int64, len(ts))
+		for i, t := range ts {
+			us[i] = t.UnixMicro()
+		}
+		sw := w
+		sw.From, sw.To = ts[0], ts[len(ts)-1].Add(sum.r.gran)
+		conds, cargs := []string{keyIn("k", len(lightKeys))}, []any{lightKeys}
+		if len(us) <= maxListContains {
+			// Only narrows the range: the other buckets have no light rows
+			// of these keys.
+			conds, cargs = append(conds, "list_contains(?::BIGINT[], epoch_us(t))"), append(cargs, us)
+		}
+		where, wargs, _ := windowWhere(sw, "t", append(conds, "dim = "+strconv.Itoa(int(dim)), "cnt < "+strconv.FormatInt(sum.min, 10))...)
+		parts = append(parts, "SELECT t, k, sum(cnt)::BIGINT FROM "+sum.base+where+" GROUP BY ALL")
+		args = append(append(args, cargs...), wargs...)
+	}
+	rows, err = s.q(ctx).QueryContext(ctx, strings.Join(parts, " UNION ALL "), args...)
+	if err != nil {
+		return nil, fmt.Errorf("cannot query counts of keys: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var (
-			seg int
-			b   sql.NullTime
-			k   string
-			n   int64
+			b time.Time
+			k string
+			n int64
 		)
-		if err := rows.Scan(&seg, &b, &k, &n); err != nil {
-			return fmt.Errorf("cannot scan top values: %w", err)
+		if err := rows.Scan(&b, &k, &n); err != nil {
+			return nil, fmt.Errorf("cannot scan counts of keys: %w", err)
 		}
-		if hk := byKey[k]; hk != nil {
-			hk.h += n
-		}
+		counts[bucketKey{b.UTC(), k}] += n
 	}
-	return rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("cannot query counts of keys: %w", err)
+	}
+	return counts, nil
 }
 
 // cmpCount orders buckets by count descending, then key ascending (byte
@@ -271,132 +397,34 @@ func cmpCount(na, nb int64, ka, kb string) int {
 	return strings.Compare(ka, kb)
 }
 
-// cellsTable returns the rollup table with the peer-type rows of r's field
-// and granularity, or "" if there is none.
-func cellsTable(r *rollup) string {
-	for i := range rollups {
-		c := &rollups[i]
-		if c.field == r.field && c.gran == r.gran && c.has(peba.DimPeerType) {
-			return c.table
-		}
-	}
-	return ""
-}
-
-// seriesHeavy answers Series(w, width, dim, keys) of a dim without
-// locations from the heavy rows of its keys (see topHeavy) and the raw
-// edges: a key's rows in a segment are all heavy if it has a heavy row in
-// every cell (one row per cell and key). The keys of Top are usually heavy
-// everywhere; for the others the light rows are read too. ok is false if
-// there is no rollup to read.
-func (s *Store) seriesHeavy(ctx context.Context, w peba.Window, width time.Duration, dim peba.Dim, keys []string, bucket string) (out []peba.Point, ok bool, err error) {
-	col, err := timeColumn(w.Field)
-	if err != nil || isLocation(dim) || !heavyDim(dim) {
-		return nil, false, err
-	}
-	rc, _ := rawCols(dim)
-	segs := plan(w, dim, width, true)
-	var (
-		parts  []string
-		args   []any
-		rolled []int
-	)
-	const keyCond = " IN (SELECT unnest(?::VARCHAR[]))"
-	for i, seg := range segs {
-		sw := w
-		sw.From, sw.To = seg.from, seg.to
-		if seg.r == nil {
-			where, wargs, none := windowWhere(sw, col, rc.k+keyCond)
-			if none {
-				return nil, true, nil
-			}
-			b := fmt.Sprintf(bucketExprs[width], "date_trunc('hour', "+col+")")
-			parts = append(parts, fmt.Sprintf("SELECT %d AS seg, %s AS b, %s AS k, count(*)::BIGINT AS c, 0::BIGINT AS nh FROM events%s GROUP BY ALL", i, b, rc.k, where))
-			args = append(append(args, keys), wargs...)
-			continue
-		}
-		cells := cellsTable(seg.r)
-		if cells == "" {
-			return nil, false, nil
-		}
-		rolled = append(rolled, i)
-		min := strconv.FormatInt(heavyMin[seg.r.gran], 10)
-		where, wargs, none := windowWhere(sw, "t", "cnt >= "+min, "k"+keyCond, "dim = "+strconv.Itoa(int(dim)))
-		if none {
-			return nil, true, nil
-		}
-		parts = append(parts, fmt.Sprintf("SELECT %d, %s, k, sum(cnt)::BIGINT, count(*)::BIGINT FROM %s%s GROUP BY ALL", i, bucket, seg.r.table, where))
-		args = append(append(args, keys), wargs...)
-		cw, cargs, _ := windowWhere(sw, "t", "dim = "+strconv.Itoa(int(peba.DimPeerType)))
-		cellRows := "SELECT t, community, peer_type FROM " + cells + cw
-		if !typed(dim) {
-			cellRows = "SELECT DISTINCT t, community FROM " + cells + cw
-		}
-		parts = append(parts, fmt.Sprintf("SELECT %d, NULL, NULL, count(*)::BIGINT, -1 FROM (%s)", i, cellRows))
-		args = append(args, cargs...)
-	}
-	if len(rolled) == 0 {
+// seriesHeavy answers Series(w, width, dim, keys) of a long-tail dim from
+// the summaries, as keyCounts reads them. ok is false if there is no
+// summary to read.
+func (s *Store) seriesHeavy(ctx context.Context, w peba.Window, width time.Duration, dim peba.Dim, keys []string) (out []peba.Point, ok bool, err error) {
+	if !topsReadable(w, dim) {
 		return nil, false, nil
 	}
-	rows, err := s.q(ctx).QueryContext(ctx, strings.Join(parts, " UNION ALL "), args...)
+	if _, none := domainCond(w.Domains); none {
+		return nil, true, nil
+	}
+	st, err := s.readTopsState(ctx)
 	if err != nil {
-		return nil, false, fmt.Errorf("cannot query series: %w", err)
+		return nil, false, err
 	}
-	defer rows.Close()
-	type pointKey struct {
-		start time.Time
-		key   string
+	segs := topsPlan(w, width, st)
+	if !slices.ContainsFunc(segs, func(g topsSeg) bool { return g.sum != nil }) {
+		return nil, false, nil
 	}
-	points := map[pointKey]int64{}
-	cells := map[int]int64{}
-	heavy := map[string]map[int]int64{}
-	for rows.Next() {
-		var (
-			seg   int
-			start sql.NullTime
-			k     sql.NullString
-			c, nh int64
-		)
-		if err := rows.Scan(&seg, &start, &k, &c, &nh); err != nil {
-			return nil, false, fmt.Errorf("cannot scan series: %w", err)
-		}
-		if nh < 0 {
-			cells[seg] = c
-			continue
-		}
-		points[pointKey{start.Time.UTC(), k.String}] += c
-		if heavy[k.String] == nil {
-			heavy[k.String] = map[int]int64{}
-		}
-		heavy[k.String][seg] += nh
+	counts, err := s.keyCounts(ctx, w, dim, segs, keys)
+	if err != nil {
+		return nil, false, err
 	}
-	if err := rows.Err(); err != nil {
-		return nil, false, fmt.Errorf("cannot query series: %w", err)
+	points := map[bucketKey]int64{}
+	for bk, n := range counts {
+		points[bucketKey{bk.start.Truncate(width), bk.key}] += n
 	}
-	var partial []string // keys that may have light rows
-	for _, k := range keys {
-		for _, seg := range rolled {
-			if heavy[k][seg] < cells[seg] {
-				partial = append(partial, k)
-				break
-			}
-		}
-	}
-	if len(partial) > 0 {
-		pk := make([]*heavyKey, len(partial))
-		for i, k := range partial {
-			pk[i] = &heavyKey{key: k}
-		}
-		if q, largs, ok := lightRows(w, dim, segs, pk, bucket); ok {
-			if err := s.addLightPoints(ctx, q, largs, func(start time.Time, k string, n int64) {
-				points[pointKey{start, k}] += n
-			}); err != nil {
-				return nil, false, err
-			}
-		}
-	}
-	for pk, n := range points {
-		out = append(out, peba.Point{Start: pk.start, Key: pk.key, Count: n})
+	for bk, n := range points {
+		out = append(out, peba.Point{Start: bk.start, Key: bk.key, Count: n})
 	}
 	slices.SortFunc(out, func(a, b peba.Point) int {
 		if c := a.Start.Compare(b.Start); c != 0 {
@@ -405,27 +433,4 @@ func (s *Store) seriesHeavy(ctx context.Context, w peba.Window, width time.Durat
 		return strings.Compare(a.Key, b.Key)
 	})
 	return out, true, nil
-}
-
-// addLightPoints runs a lightRows query with buckets and passes its rows
-// to add.
-func (s *Store) addLightPoints(ctx context.Context, q string, args []any, add func(start time.Time, k string, n int64)) error {
-	rows, err := s.q(ctx).QueryContext(ctx, q, args...)
-	if err != nil {
-		return fmt.Errorf("cannot query series: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var (
-			seg int
-			b   time.Time
-			k   string
-			n   int64
-		)
-		if err := rows.Scan(&seg, &b, &k, &n); err != nil {
-			return fmt.Errorf("cannot scan series: %w", err)
-		}
-		add(b.UTC(), k, n)
-	}
-	return rows.Err()
 }

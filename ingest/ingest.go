@@ -239,6 +239,14 @@ func (p *Pipeline) Submit(ctx context.Context, domain peba.Domain, events []peba
 	return Result{Accepted: len(events)}, nil
 }
 
+// Overloaded reports whether the queue is full, so that Submit would
+// refuse any batch with ErrOverloaded now. A caller checks it before it
+// reads and decodes a batch: under overload, decoding batches that are then
+// refused took CPU the store needed to catch up.
+func (p *Pipeline) Overloaded() bool {
+	return p.queued.Load() >= int64(p.opt.QueueEvents)
+}
+
 func (p *Pipeline) enrich(domain peba.Domain, events []peba.Event) error {
 	// One receive time per batch, at DuckDB/PostgreSQL precision.
 	now := p.opt.Now().UTC().Truncate(time.Microsecond)

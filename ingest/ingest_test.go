@@ -392,3 +392,31 @@ func TestJournaledEventsAreAppliedPublishedAndCheckpointed(t *testing.T) {
 		t.Fatalf("%d records left after Close (%v), want all checkpointed", left, err)
 	}
 }
+
+// TestOverloadedWhileQueueIsFull checks Overloaded, which the HTTP handler
+// asks before it decodes a batch: true exactly while the queue has no room.
+func TestOverloadedWhileQueueIsFull(t *testing.T) {
+	ctx := context.Background()
+	g := &gatedStore{Store: openStore(t), entered: make(chan struct{}), release: make(chan struct{})}
+	p := ingest.New(g, nil, nil, ingest.Options{QueueEvents: 10})
+	defer p.Close(ctx)
+	if p.Overloaded() {
+		t.Fatal("Overloaded with an empty queue")
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.Submit(ctx, peba.DomainCommunity, events("full", 10))
+		done <- err
+	}()
+	<-g.entered
+	if !p.Overloaded() {
+		t.Fatal("not Overloaded with a full queue")
+	}
+	close(g.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if p.Overloaded() {
+		t.Fatal("Overloaded after the queue was committed")
+	}
+}

@@ -42,10 +42,6 @@ func (a *API) handleRetrieveIPs(minutes func(*API) int) http.HandlerFunc {
 			if err != nil {
 				return response{}, 0, err
 			}
-			type ipCount struct {
-				Count int64  `json:"count"`
-				IP    string `json:"ip"`
-			}
 			list := make([]ipCount, 0, len(top))
 			for _, b := range top {
 				if ip, err := netip.ParseAddr(b.Key); err == nil && isGlobal(ip) {
@@ -55,11 +51,7 @@ func (a *API) handleRetrieveIPs(minutes func(*API) int) http.HandlerFunc {
 			if asJSON {
 				return jsonResponse(list), ttlIPs, nil
 			}
-			src := elem("Sources")
-			for _, e := range list {
-				src.kids = append(src.kids, elem("Source", leaf("Address", e.IP), leaf("Count", strconv.FormatInt(e.Count, 10))))
-			}
-			return xmlResponse(elem("EWSSimpleIPInfo", src)), ttlIPs, nil
+			return response{ctXML, ipsXML(list)}, ttlIPs, nil // ipsxml.go
 		})
 	}
 }

@@ -43,8 +43,17 @@ func xmlDoc(root *node) []byte {
 	return b.Bytes()
 }
 
+// indents holds the indentation of the usual depths, so that writing a
+// node allocates nothing (retrieveIPs writes 36,000 nodes).
+const indents = "                "
+
 func writeNode(b *bytes.Buffer, n *node, depth int) {
-	indent := strings.Repeat("  ", depth)
+	var indent string
+	if 2*depth <= len(indents) {
+		indent = indents[:2*depth]
+	} else {
+		indent = strings.Repeat("  ", depth)
+	}
 	b.WriteString(indent)
 	b.WriteByte('<')
 	b.WriteString(n.name)
@@ -73,6 +82,10 @@ func writeNode(b *bytes.Buffer, n *node, depth int) {
 // characters that XML 1.0 forbids (NUL, most C0 controls, U+FFFE/U+FFFF)
 // with U+FFFD: attackers control these strings.
 func escapeXMLText(b *bytes.Buffer, s string) {
+	if plainXMLText(s) {
+		b.WriteString(s)
+		return
+	}
 	for i := 0; i < len(s); {
 		r, size := utf8.DecodeRuneInString(s[i:])
 		switch {
@@ -89,6 +102,17 @@ func escapeXMLText(b *bytes.Buffer, s string) {
 		}
 		i += size
 	}
+}
+
+// plainXMLText reports whether s is printable ASCII without & < >, which
+// escapeXMLText copies unchanged (addresses, numbers, times).
+func plainXMLText(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '&' || c == '<' || c == '>' {
+			return false
+		}
+	}
+	return true
 }
 
 func xmlChar(r rune) bool {

@@ -49,6 +49,12 @@ func (a *API) handlePostSimpleMessage(w http.ResponseWriter, r *http.Request) {
 		a.tooMany(w, r, wait, "source address", src)
 		return
 	}
+	// A full ingest queue refuses before the body is read and decoded:
+	// that work would be wasted and slow the store further (ingest.Overloaded).
+	if o, ok := a.ingest.(interface{ Overloaded() bool }); ok && o.Overloaded() {
+		a.unavailable(w, r, peba.ErrorMessage(ingest.ErrOverloaded), src)
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.cfg.MaxBodyBytes))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
