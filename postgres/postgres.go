@@ -117,6 +117,11 @@ func openTo(ctx context.Context, dsn string, opt Options, maxVersion int) (*Stor
 	} else {
 		return nil, fmt.Errorf("cannot open database: invalid pool size %d", opt.MaxConns)
 	}
+	if cfg.ConnConfig.ConnectTimeout == 0 { // no connect_timeout in the DSN
+		// An unreachable server must fail the start, not hang it (callers
+		// do not bound Open: migrations may take minutes).
+		cfg.ConnConfig.ConnectTimeout = 30 * time.Second
+	}
 	rp := cfg.ConnConfig.RuntimeParams
 	for k, v := range map[string]string{"timezone": "UTC", "synchronous_commit": "on", "application_name": "peba"} {
 		if _, ok := rp[k]; !ok {

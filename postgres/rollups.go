@@ -37,8 +37,10 @@ var rollups = []rollup{
 	// Totals only (dim 0, no peer type): Count of windows that are not
 	// aligned to hours reads whole minutes from here (0002).
 	{"rollup_recv_minute", peba.Received, time.Minute, []peba.Dim{peba.DimNone}},
+	// Source addresses only by hour (0006): retrieveIPs' two hours; a day
+	// holds nearly as many addresses as events.
 	{"rollup_recv_hour", peba.Received, time.Hour,
-		[]peba.Dim{peba.DimPeerType, peba.DimSrcCountry, peba.DimDstCountry, peba.DimURL, peba.DimDstPort}},
+		[]peba.Dim{peba.DimPeerType, peba.DimSrcIP, peba.DimSrcCountry, peba.DimDstCountry, peba.DimURL, peba.DimDstPort}},
 	{"rollup_recv_day", peba.Received, 24 * time.Hour,
 		[]peba.Dim{peba.DimPeerType, peba.DimSrcCountry, peba.DimDstCountry, peba.DimURL, peba.DimDstPort}},
 	{"rollup_created_hour", peba.Created, time.Hour,
@@ -134,6 +136,8 @@ func rollupKeyOf(e *peba.Event, field peba.TimeField, gran time.Duration, dim pe
 	switch dim {
 	case peba.DimPeerType:
 		k.k = escText(e.PeerType)
+	case peba.DimSrcIP:
+		k.k = storerow.AddrText(e.SrcIP) // as stored in events.src_ip
 	case peba.DimSrcCountry:
 		k.k, k.l = escText(e.Src.Country), escText(e.Src.CountryName)
 	case peba.DimDstCountry:
@@ -363,6 +367,8 @@ func rawKeyColumns(dim peba.Dim) string {
 		return pt + ", '', '', 0::float8, 0::float8"
 	case peba.DimPeerType:
 		return pt + ", peer_type, '', 0::float8, 0::float8"
+	case peba.DimSrcIP:
+		return pt + ", src_ip, '', 0::float8, 0::float8"
 	case peba.DimSrcCountry:
 		return pt + ", src_country, src_country_name, 0::float8, 0::float8"
 	case peba.DimDstCountry:

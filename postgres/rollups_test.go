@@ -107,7 +107,7 @@ func checkRollupsMatchRaw(t *testing.T, s *Store, r *rand.Rand, windows int) {
 func compareWindow(t *testing.T, s *Store, r *rand.Rand, w peba.Window) {
 	t.Helper()
 	ctx := context.Background()
-	dims := []peba.Dim{peba.DimPeerType, peba.DimSrcCountry, peba.DimDstCountry,
+	dims := []peba.Dim{peba.DimPeerType, peba.DimSrcIP, peba.DimSrcCountry, peba.DimDstCountry,
 		peba.DimSrcLocation, peba.DimDstLocation, peba.DimURL, peba.DimDstPort}
 	must := func(err error) {
 		t.Helper()
@@ -235,7 +235,9 @@ func TestPlan(t *testing.T) {
 			{"rollup_recv_hour", h(49), h(50), "empty"}, {"", h(49), h(49.25), "some"}}},
 		{"long leading edge: bucket minus raw", peba.Window{From: h(-47.75), To: h(-40)}, peba.DimDstPort, 24 * time.Hour, []seg{
 			{"rollup_recv_hour", h(-48), h(-47), ""}, {"-", h(-48), h(-47.75), ""}, {"rollup_recv_hour", h(-47), h(-40), ""}}},
-		{"no rollup for src ip", peba.Window{From: h(-48), To: h(48)}, peba.DimSrcIP, 24 * time.Hour, []seg{
+		{"src ip by hour only", peba.Window{From: h(-48), To: h(48)}, peba.DimSrcIP, 24 * time.Hour, []seg{
+			{"rollup_recv_hour", h(-48), h(48), ""}}},
+		{"no rollup for src ip by created time", peba.Window{Field: peba.Created, From: h(-48), To: h(48)}, peba.DimSrcIP, 24 * time.Hour, []seg{
 			{"", h(-48), h(48), ""}}},
 		{"created locations", peba.Window{Field: peba.Created, From: h(0.5), To: h(30)}, peba.DimSrcLocation, 24 * time.Hour, []seg{
 			{"", h(0.5), h(1), ""}, {"rollup_created_hour", h(1), h(30), ""}}},
@@ -477,5 +479,63 @@ func TestTopBounded(t *testing.T) {
 	t.Logf("topBounded answered %d of %d", bounded, tried)
 	if bounded < tried*2/3 {
 		t.Errorf("topBounded answered only %d of %d windows", bounded, tried)
+	}
+}
+
+// TestTopStream: Top of source addresses summed in Go from the hour
+// rollup and raw edges (topStream) equals the SQL grouping of the raw
+// events, for windows with a leading complement, a tail from the bucket
+// or from the raw events, whole hours only, raw events only (a peer type,
+// the created time, a short window) and none; and a window of more than
+// topStreamMax rows is left to the SQL grouping.
+func TestTopStream(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTemp(t)
+	r := rand.New(rand.NewPCG(5, 6))
+	evs := randomEvents(r, 1500, 0)
+	for i := range evs {
+		evs[i].SrcIP = netip.AddrFrom4([4]byte{10, 0, byte(r.IntN(3)), byte(r.IntN(200))})
+	}
+	mustAppend(t, s, evs...)
+	all := []peba.Domain{peba.DomainCommunity, peba.DomainPrivate}
+	h := func(n float64) time.Time { return rollupDay.Add(time.Duration(n * float64(time.Hour))) }
+	for _, w := range []peba.Window{
+		{Domains: all},
+		{Domains: all[:1], From: h(26.8), To: h(29.1)},       // bucket minus raw, raw tail
+		{Domains: all[1:], From: h(26.2), To: h(5*24 + 0.5)}, // raw lead, tail from the bucket
+		{Domains: all[1:], From: h(26.2)},                    // ends now: rollup rows up to endOfTime
+		{Domains: all, From: h(30), To: h(32)},               // whole hours
+		{Domains: all, From: h(30), To: h(32), PeerType: "Webpage"},
+		{Domains: all, Field: peba.Created, From: h(10.5), To: h(14)},
+		{Domains: all, From: h(30.1), To: h(30.4)},
+		{Domains: all, From: h(3), To: h(2)}, // empty
+	} {
+		for _, limit := range []int{0, 1, 7} {
+			want, err := s.top(ctx, w, peba.DimSrcIP, limit, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, ok, err := s.topStream(ctx, w, peba.DimSrcIP, limit)
+			if err != nil || !ok {
+				t.Fatalf("topStream(%+v, %d): ok %v, %v", w, limit, ok, err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("topStream(%+v, %d) =\n  %v\nwant\n  %v", w, limit, got, want)
+			}
+		}
+	}
+
+	defer func(n int) { topStreamMax = n }(topStreamMax)
+	topStreamMax = 999
+	w := peba.Window{Domains: all}
+	if _, ok, err := s.topStream(ctx, w, peba.DimSrcIP, 5); err != nil || ok {
+		t.Fatalf("topStream over more than topStreamMax rows: ok %v, %v", ok, err)
+	}
+	got, err := s.Top(ctx, w, peba.DimSrcIP, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, _ := s.top(ctx, w, peba.DimSrcIP, 5, false); len(got) != 5 || !reflect.DeepEqual(got, want) {
+		t.Fatalf("Top after the fallback = %v, want %v", got, want)
 	}
 }

@@ -118,6 +118,9 @@ func rawCols(dim peba.Dim) (keyCols, bool) {
 
 func isLocation(d peba.Dim) bool { return d == peba.DimSrcLocation || d == peba.DimDstLocation }
 
+// labelled reports whether d's keys have a label (Bucket.Label).
+func labelled(d peba.Dim) bool { return d == peba.DimSrcCountry || d == peba.DimDstCountry }
+
 // segment is a part of a window answered from one source: the rollup r
 // (its buckets lie wholly inside [from, to)), or the raw events if r is
 // nil. A zero bound is unbounded. A negative segment's events are
@@ -271,10 +274,17 @@ func source(w peba.Window, dim peba.Dim, maxGran time.Duration, withTime, useRol
 		}
 		var conds []string
 		if seg.r != nil {
-			kc, tcol, table, cnt = rollupCols, "t", seg.r.table, "sum(cnt)::bigint"
-			// A constant, so that the planner selects the dim's partition.
+			// The dim's partition itself, as in topBounded: through the
+			// parent, "dim = N" stays a filter on every row, which an
+			// index-only scan (the port series, migration 0006) cannot
+			// evaluate.
 			rd, _ := seg.r.rowDim(dim)
-			conds = append(conds, "dim = "+strconv.Itoa(int(rd)))
+			kc, tcol, table, cnt = rollupCols, "t", seg.r.table+"_d"+strconv.Itoa(int(rd)), "sum(cnt)::bigint"
+			if !labelled(dim) && !isLocation(dim) {
+				// Stored as '' and 0 (rollupKeyOf); constants need no
+				// column from the heap either.
+				kc.l, kc.lat, kc.lon = c0, "0::float8", "0::float8"
+			}
 		}
 		if dim == peba.DimNone {
 			// Totals: the key columns of the peer-type rows are dropped.
@@ -363,6 +373,11 @@ func (s *Store) top(ctx context.Context, w peba.Window, dim peba.Dim, limit int,
 		if out, ok, err := s.topBounded(ctx, w, dim, limit); err != nil || ok {
 			return out, err
 		}
+		if dim == peba.DimSrcIP && spansHour(w) {
+			if out, ok, err := s.topStream(ctx, w, dim, limit); err != nil || ok {
+				return out, err
+			}
+		}
 	}
 	var a args
 	src, ok, err := source(w, dim, 24*time.Hour, false, useRollups, nil, &a)
@@ -374,10 +389,9 @@ func (s *Store) top(ctx context.Context, w peba.Window, dim peba.Dim, limit int,
 	}
 	q := `SELECT k, (array_agg(l ORDER BY c DESC, l))[1], sum(c)::bigint AS n FROM
 		(SELECT k, l, sum(c) AS c FROM ` + src + ` GROUP BY k, l HAVING sum(c) > 0) g GROUP BY k ORDER BY n DESC, k`
-	if dim != peba.DimSrcCountry && dim != peba.DimDstCountry {
-		// No labels: one grouping (retrieveIPs groups ~5,000 addresses
-		// of two hours on the 10M-event benchmark; the label pass cost a
-		// third of it).
+	if !labelled(dim) {
+		// No labels: one grouping (the label pass cost a third of a
+		// Top of 5,000 addresses).
 		q = `SELECT k, ''::text, sum(c)::bigint AS n FROM ` + src + ` GROUP BY k HAVING sum(c) > 0 ORDER BY n DESC, k`
 	}
 	if limit > 0 {

@@ -37,10 +37,11 @@ const (
 
 func openPostgres(cfg *config.Config) (*postgres.Store, error) {
 	// Open applies migrations (one node at a time) and may wait for
-	// another node's; bound it so a wrong DSN does not hang the start.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	st, err := postgres.Open(ctx, cfg.PostgresDSN, postgres.Options{MaxConns: int32(cfg.PostgresMaxConns)})
+	// another node's. Neither is bounded: a migration over a large database
+	// takes minutes (0006 took 145 s on 10M events) and cutting it short
+	// only rolls it back. A wrong DSN does not hang the start: connecting
+	// has its own timeout (postgres.Open).
+	st, err := postgres.Open(context.Background(), cfg.PostgresDSN, postgres.Options{MaxConns: int32(cfg.PostgresMaxConns)})
 	if err != nil {
 		return nil, fmt.Errorf("cannot open the PostgreSQL database (POSTGRES_DSN): %w", err)
 	}
