@@ -195,14 +195,16 @@ func TestRollupsMatchRaw(t *testing.T) {
 // TestEdgesMatchRaw: windows whose start is late in an hour (the bucket
 // minus the raw events before the start) or early, ending after every
 // stored event (the tail read from the bucket) or inside the data (from
-// the raw events), in both time fields, give the raw answers.
+// the raw events), or on the hour right after a start early in the hour
+// (only the bucket minus the raw start), in both time fields, give the raw
+// answers.
 func TestEdgesMatchRaw(t *testing.T) {
 	s, _ := openTemp(t)
 	r := rand.New(rand.NewPCG(3, 4))
 	mustAppend(t, s, randomEvents(r, 2000, 0)...)
 	all := []peba.Domain{peba.DomainCommunity, peba.DomainPrivate}
 	for _, from := range []time.Duration{26*time.Hour + 50*time.Minute, 26*time.Hour + 10*time.Minute, 3*time.Hour + 59*time.Minute} {
-		for _, to := range []time.Duration{30*24*time.Hour + 7*time.Minute, 60*time.Hour + 7*time.Minute, 60*time.Hour + 53*time.Minute} {
+		for _, to := range []time.Duration{30*24*time.Hour + 7*time.Minute, 60*time.Hour + 7*time.Minute, 60*time.Hour + 53*time.Minute, 27 * time.Hour} {
 			for _, f := range []peba.TimeField{peba.Received, peba.Created} {
 				compareWindow(t, s, r, peba.Window{Domains: all, Field: f, From: rollupDay.Add(from), To: rollupDay.Add(to)})
 				compareWindow(t, s, r, peba.Window{Domains: all[:1], Field: f, From: rollupDay.Add(from), To: rollupDay.Add(to), PeerType: "Webpage"})
@@ -228,8 +230,7 @@ func TestPlan(t *testing.T) {
 	}{
 		{"unaligned month", peba.Window{From: h(-47.5), To: h(49.25)}, peba.DimDstPort, 24 * time.Hour, []seg{
 			{"", h(-47.5), h(-47), ""}, {"rollup_recv_hour", h(-47), h(-24), ""}, {"rollup_recv_day", h(-24), h(48), ""},
-			{"rollup_recv_hour", h(48), h(49), ""},
-			{"rollup_recv_hour", h(49), h(50), "empty"}, {"", h(49), h(49.25), "some"}}},
+			{"rollup_recv_day", h(48), h(72), "empty"}, {"rollup_recv_hour", h(48), h(49), "some"}, {"", h(49), h(49.25), "some"}}},
 		{"6h series uses no day rows", peba.Window{From: h(-47.5), To: h(49.25)}, peba.DimDstPort, 6 * time.Hour, []seg{
 			{"", h(-47.5), h(-47), ""}, {"rollup_recv_hour", h(-47), h(49), ""},
 			{"rollup_recv_hour", h(49), h(50), "empty"}, {"", h(49), h(49.25), "some"}}},
@@ -249,9 +250,15 @@ func TestPlan(t *testing.T) {
 				{"rollup_recv_hour", h(0), h(2), ""}, {"rollup_recv_minute", h(2), h(2).Add(10 * time.Minute), ""},
 				{"", h(2).Add(10 * time.Minute), h(2).Add(10*time.Minute + 5*time.Second), ""}}},
 		{"typed totals use no minutes", peba.Window{From: h(-0.5), To: h(1), PeerType: "Webpage"}, peba.DimNone, 24 * time.Hour, []seg{
-			{"", h(-0.5), h(0), ""}, {"rollup_recv_hour", h(0), h(1), ""}}},
+			{"", h(-0.5), h(0), ""}, {"rollup_recv_day", h(0), h(24), "empty"}, {"rollup_recv_hour", h(0), h(1), "some"}}},
 		{"created peer types by day", peba.Window{Field: peba.Created, From: h(-48), To: h(25)}, peba.DimPeerType, 24 * time.Hour, []seg{
-			{"rollup_created_day", h(-48), h(24), ""}, {"rollup_created_hour", h(24), h(25), ""}}},
+			{"rollup_created_day", h(-48), h(24), ""},
+			{"rollup_created_day", h(24), h(48), "empty"}, {"rollup_created_hour", h(24), h(25), "some"}}},
+		{"long leading edge ending on the hour: no tail alternatives", peba.Window{From: h(10).Add(20 * time.Minute), To: h(11)}, peba.DimSrcCountry,
+			24 * time.Hour, []seg{{"rollup_recv_hour", h(10), h(11), ""}, {"-", h(10), h(10).Add(20 * time.Minute), ""}}},
+		{"today from the day bucket", peba.Window{From: h(-24 * 20), To: h(18.2)}, peba.DimSrcCountry, 24 * time.Hour, []seg{
+			{"rollup_recv_day", h(-24 * 20), h(0), ""}, {"rollup_recv_day", h(0), h(24), "empty"},
+			{"rollup_recv_hour", h(0), h(18), "some"}, {"", h(18), h(18.2), "some"}}},
 	} {
 		var got []seg
 		for _, sg := range plan(c.w, c.dim, c.maxGran, true) {

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -124,10 +125,10 @@ func labelled(d peba.Dim) bool { return d == peba.DimSrcCountry || d == peba.Dim
 // segment is a part of a window answered from one source: the rollup r
 // (its buckets lie wholly inside [from, to)), or the raw events if r is
 // nil. A zero bound is unbounded. A negative segment's events are
-// subtracted (leadComplement). A segment with a non-zero cut is one of two
-// alternatives for the window's last part (tailAlternatives), used only
-// if no stored event's time is at or after cut (ifEmpty) or only if some
-// is (!ifEmpty).
+// subtracted (leadComplement). A segment with a non-zero cut is (part of)
+// one of two alternatives for the window's last part (tailAlternatives),
+// used only if no stored event's time is at or after cut (ifEmpty) or only
+// if some is (!ifEmpty).
 type segment struct {
 	r        *rollup
 	from, to time.Time
@@ -161,7 +162,7 @@ func plan(w peba.Window, dim peba.Dim, maxGran time.Duration, useRollups bool) [
 		}
 	}
 	slices.SortFunc(cands, func(a, b *rollup) int { return int(b.gran - a.gran) })
-	return tailAlternatives(leadComplement(split(from, to, cands, nil), cands), cands)
+	return tailAlternatives(leadComplement(split(from, to, cands, nil), cands), cands, to)
 }
 
 // leadComplement replaces a raw first segment [from, x) that ends at a
@@ -185,28 +186,46 @@ func leadComplement(segs []segment, cands []*rollup) []segment {
 	return append([]segment{{r: fine, from: start, to: first.to}, {from: start, to: first.from, neg: true}}, segs[1:]...)
 }
 
-// tailAlternatives replaces a raw last segment [b, to) that starts at a
-// bucket boundary of the finest candidate rollup (an hour or more) by two
-// alternatives: that rollup's bucket [b, b+gran) if no event is stored at
-// or after to, else the raw segment. Windows that end now (the current
-// month's countries, the last 24 hours' locations) then read the current
-// hour from the rollup instead of up to an hour of raw events (~14,000 on
-// the 10M-event benchmark): no event at or after to means the bucket holds
-// exactly the events of [b, to). Both alternatives are in one statement,
-// hence one snapshot; the condition is one index probe on events.
-func tailAlternatives(segs []segment, cands []*rollup) []segment {
-	if len(segs) == 0 || len(cands) == 0 {
+// tailAlternatives replaces the segments of the last partial bucket [b, to)
+// of the window (ending at to) of the widest candidate rollup (an hour or
+// more) by two alternatives: that rollup's bucket [b, b+gran) if no event
+// is stored at or after to, else those segments. Windows that end now (the
+// current month's countries, the last 24 hours' locations) then read the
+// current day (or hour) from one bucket instead of up to 23 hour buckets
+// (7,200 rows of countries at 18:00 on the 10M-event benchmark) and up to
+// an hour of raw events (~14,000): no event at or after to means the bucket
+// holds exactly the events of [b, to). Both alternatives are in one
+// statement, hence one snapshot; the condition is one index probe on
+// events. Plans with a finer rollup (the totals' minutes) keep their
+// segments: their raw edge is short already. A negative segment
+// (leadComplement) is never among the replaced ones: the alternatives
+// would count its events with the wrong sign.
+func tailAlternatives(segs []segment, cands []*rollup, to time.Time) []segment {
+	if len(segs) == 0 || len(cands) == 0 || cands[len(cands)-1].gran < time.Hour || to.IsZero() {
 		return segs
 	}
-	last, fine := segs[len(segs)-1], cands[len(cands)-1]
-	if last.r != nil || last.to.IsZero() || last.from.IsZero() || fine.gran < time.Hour ||
-		!last.from.Truncate(fine.gran).Equal(last.from) || !last.to.Before(last.from.Add(fine.gran)) {
-		return segs
+	for _, c := range cands { // widest first
+		b := to.Truncate(c.gran)
+		if b.Equal(to) {
+			continue
+		}
+		for i := len(segs) - 1; i >= 0; i-- {
+			sg := segs[i]
+			if sg.neg || sg.from.IsZero() || sg.from.Before(b) {
+				break
+			}
+			if !sg.from.Equal(b) {
+				continue
+			}
+			out := append(segs[:i:i], segment{r: c, from: b, to: b.Add(c.gran), cut: to, ifEmpty: true})
+			for _, sg := range segs[i:] {
+				sg.cut, sg.ifEmpty = to, false
+				out = append(out, sg)
+			}
+			return out
+		}
 	}
-	segs = segs[:len(segs)-1]
-	return append(segs,
-		segment{r: fine, from: last.from, to: last.from.Add(fine.gran), cut: last.to, ifEmpty: true},
-		segment{from: last.from, to: last.to, cut: last.to, ifEmpty: false})
+	return segs
 }
 
 // split appends the segments of [from, to) to segs (see plan); cands are
@@ -384,8 +403,9 @@ func (s *Store) top(ctx context.Context, w peba.Window, dim peba.Dim, limit int,
 	if err != nil || !ok {
 		return nil, err
 	}
+	generic := dim != peba.DimSrcIP && shortEdges(w, dim)
 	if isLocation(dim) {
-		return s.topLocations(ctx, src, a, limit)
+		return s.topLocations(ctx, src, a, limit, generic)
 	}
 	q := `SELECT k, (array_agg(l ORDER BY c DESC, l))[1], sum(c)::bigint AS n FROM
 		(SELECT k, l, sum(c) AS c FROM ` + src + ` GROUP BY k, l HAVING sum(c) > 0) g GROUP BY k ORDER BY n DESC, k`
@@ -397,17 +417,16 @@ func (s *Store) top(ctx context.Context, w peba.Window, dim peba.Dim, limit int,
 	if limit > 0 {
 		q += " LIMIT " + a.add(int64(limit))
 	}
-	rows, err := s.pool.Query(ctx, q, a...)
-	if err != nil {
-		return nil, fmt.Errorf("cannot query top values: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (peba.Bucket, error) {
-		var b peba.Bucket
-		err := r.Scan(&b.Key, &b.Label, &b.Count)
-		b.Key, b.Label = unescText(b.Key), unescText(b.Label)
-		return b, err
-	})
-	if err != nil {
+	var out []peba.Bucket
+	if err := s.queryPlanned(ctx, q, a, generic, func(rows pgx.Rows) (err error) {
+		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (peba.Bucket, error) {
+			var b peba.Bucket
+			err := r.Scan(&b.Key, &b.Label, &b.Count)
+			b.Key, b.Label = unescText(b.Key), unescText(b.Label)
+			return b, err
+		})
+		return err
+	}); err != nil {
 		return nil, fmt.Errorf("cannot query top values: %w", err)
 	}
 	if len(out) == 0 {
@@ -416,21 +435,62 @@ func (s *Store) top(ctx context.Context, w peba.Window, dim peba.Dim, limit int,
 	return out, nil
 }
 
+// shortEdges reports whether every raw segment of w's plan for Top of dim
+// is an edge of at most an hour.
+func shortEdges(w peba.Window, dim peba.Dim) bool {
+	segs := plan(w, dim, 24*time.Hour, true)
+	for _, sg := range segs {
+		if sg.r == nil && (sg.from.IsZero() || sg.to.IsZero() || sg.to.Sub(sg.from) > time.Hour) {
+			return false
+		}
+	}
+	return len(segs) > 0
+}
+
+// queryPlanned runs q and passes its rows to scan; with a generic plan if
+// generic, as count does: Top's statement is the same for every window of
+// the same shape, and planning its UNION, whose raw edges and tail probes
+// are on the partitioned events, for each call cost more than running it
+// (created-time edges, as for the last 24 hours' target locations, cannot
+// prune partitions when planned: about 30 partitions each). Only for
+// plans whose raw parts are short edges (shortEdges), for which a plan
+// without the bounds is as good; partitions are pruned when it starts.
+func (s *Store) queryPlanned(ctx context.Context, q string, a args, generic bool, scan func(pgx.Rows) error) error {
+	if !generic {
+		rows, err := s.pool.Query(ctx, q, a...)
+		if err != nil {
+			return err
+		}
+		return scan(rows)
+	}
+	b := &pgx.Batch{}
+	b.Queue("SELECT set_config('plan_cache_mode', 'force_generic_plan', true)")
+	b.Queue(q, a...)
+	br := s.pool.SendBatch(ctx, b)
+	if _, err := br.Exec(); err != nil {
+		return errors.Join(err, br.Close())
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return errors.Join(err, br.Close())
+	}
+	return errors.Join(scan(rows), br.Close())
+}
+
 // topLocations groups by coordinates in SQL and orders by the formatted
 // key in Go.
-func (s *Store) topLocations(ctx context.Context, src string, a args, limit int) ([]peba.Bucket, error) {
-	rows, err := s.pool.Query(ctx, "SELECT lat, lon, sum(c)::bigint FROM "+src+" GROUP BY 1, 2 HAVING sum(c) > 0", a...)
-	if err != nil {
-		return nil, fmt.Errorf("cannot query top locations: %w", err)
-	}
+func (s *Store) topLocations(ctx context.Context, src string, a args, limit int, generic bool) ([]peba.Bucket, error) {
 	counts := map[string]int64{}
 	var (
 		la, lo float64
 		n      int64
 	)
-	if _, err := pgx.ForEachRow(rows, []any{&la, &lo, &n}, func() error {
-		counts[storerow.LocKey(la, lo)] += n
-		return nil
+	if err := s.queryPlanned(ctx, "SELECT lat, lon, sum(c)::bigint FROM "+src+" GROUP BY 1, 2 HAVING sum(c) > 0", a, generic, func(rows pgx.Rows) error {
+		_, err := pgx.ForEachRow(rows, []any{&la, &lo, &n}, func() error {
+			counts[storerow.LocKey(la, lo)] += n
+			return nil
+		})
+		return err
 	}); err != nil {
 		return nil, fmt.Errorf("cannot query top locations: %w", err)
 	}

@@ -154,8 +154,8 @@ func (s *Store) topBounded(ctx context.Context, w peba.Window, dim peba.Dim, lim
 	return out, ok, nil
 }
 
-// resolveTail keeps, of tailAlternatives' two segments, the one that
-// applies in tx's snapshot.
+// resolveTail keeps, of tailAlternatives' alternatives (the bucket, or the
+// segments it replaces), the one that applies in tx's snapshot.
 func resolveTail(ctx context.Context, tx pgx.Tx, segs []segment, col string) ([]segment, error) {
 	for i := range segs {
 		if segs[i].cut.IsZero() {
