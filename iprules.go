@@ -58,5 +58,41 @@ func IsPrivate(ip netip.Addr) bool {
 // in 100.64.0.0/10. Multicast counts as global, as in Python.
 func IsGlobal(ip netip.Addr) bool {
 	ip = ip.Unmap().WithZone("")
+	if ip.Is4() {
+		return isGlobal4(ip.As4())
+	}
 	return ip.IsValid() && !IsPrivate(ip) && !sharedNet.Contains(ip)
+}
+
+// isGlobal4 is IsGlobal of an IPv4 address: privateNets' IPv4 part and
+// sharedNet as a switch on the first bytes. retrieveIPs asks for each of
+// its ~12,000 addresses, and going through the table (14 Prefix.Contains)
+// was a fifth of the handler's CPU. TestIsGlobal4MatchesTable compares the
+// two.
+func isGlobal4(a [4]byte) bool {
+	switch a[0] {
+	case 0, 10, 127: // 0.0.0.0/8, 10.0.0.0/8, 127.0.0.0/8
+		return false
+	case 100: // 100.64.0.0/10 (shared)
+		return a[1]&0xc0 != 64
+	case 169: // 169.254.0.0/16
+		return a[1] != 254
+	case 172: // 172.16.0.0/12
+		return a[1]&0xf0 != 16
+	case 192:
+		switch {
+		case a[1] == 168: // 192.168.0.0/16
+			return false
+		case a[1] == 0 && a[2] == 0: // 192.0.0.0/29, 192.0.0.170/31
+			return a[3] >= 8 && a[3]&^1 != 170
+		case a[1] == 0 && a[2] == 2: // 192.0.2.0/24
+			return false
+		}
+		return true
+	case 198: // 198.18.0.0/15, 198.51.100.0/24
+		return a[1]&^1 != 18 && (a[1] != 51 || a[2] != 100)
+	case 203: // 203.0.113.0/24
+		return a[1] != 0 || a[2] != 113
+	}
+	return a[0] < 240 // 240.0.0.0/4 and 255.255.255.255/32
 }

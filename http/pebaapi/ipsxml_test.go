@@ -23,3 +23,15 @@ func TestIPsXML(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkIPsXML writes an answer of retrieveIPs' size on 10M events.
+func BenchmarkIPsXML(b *testing.B) {
+	list := make([]ipCount, 12000)
+	for i := range list {
+		list[i] = ipCount{Count: int64(1 + i%3), IP: "185." + strconv.Itoa(i%256) + "." + strconv.Itoa(i/256) + ".17"}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		ipsXML(list)
+	}
+}
