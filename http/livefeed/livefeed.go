@@ -15,6 +15,7 @@ import (
 
 	"github.com/peba-go/peba"
 	"github.com/peba-go/peba/auth"
+	"github.com/peba-go/peba/http/feedpayload"
 	"github.com/peba-go/peba/hub"
 	"github.com/prometheus/client_golang/prometheus"
 	engine "github.com/zishang520/socket.io/servers/engine/v3"
@@ -39,7 +40,7 @@ type Options struct {
 	// Auth checks credentials; nil makes every viewer anonymous.
 	Auth Authenticator
 	// Sanitize tunes the anonymous payload (credentials, peerIdent).
-	Sanitize SanitizeOptions
+	Sanitize feedpayload.SanitizeOptions
 	// Heartbeat is the SSE comment interval, 15 s if zero. It keeps proxies
 	// from closing an idle stream.
 	Heartbeat time.Duration
@@ -53,7 +54,7 @@ type Options struct {
 type Server struct {
 	hub       *hub.Hub
 	auth      Authenticator
-	sanitize  SanitizeOptions
+	sanitize  feedpayload.SanitizeOptions
 	heartbeat time.Duration
 	log       *slog.Logger
 
@@ -94,9 +95,9 @@ func New(opt Options) *Server {
 			Name: "peba_livefeed_auth_failures_total", Help: "Live feed connections refused for invalid credentials.",
 		}),
 	}
-	s.full = newEncodedCache(func(ev *peba.Event) []byte { return NewPayload(ev).AppendJSON(nil) })
+	s.full = newEncodedCache(func(ev *peba.Event) []byte { return feedpayload.NewPayload(ev).AppendJSON(nil) })
 	s.anon = newEncodedCache(func(ev *peba.Event) []byte {
-		return Sanitize(NewPayload(ev), s.sanitize).AppendJSON(nil)
+		return feedpayload.Sanitize(feedpayload.NewPayload(ev), s.sanitize).AppendJSON(nil)
 	})
 	if s.heartbeat <= 0 {
 		s.heartbeat = 15 * time.Second

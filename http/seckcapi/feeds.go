@@ -9,7 +9,7 @@ import (
 
 	"github.com/peba-go/peba"
 	"github.com/peba-go/peba/hpfeeds"
-	"github.com/peba-go/peba/http/livefeed"
+	"github.com/peba-go/peba/http/feedpayload"
 )
 
 // maxRecent is SecKC's cap on /feeds/events/recent (min(limit, 100),
@@ -62,7 +62,7 @@ type recentAnswer struct {
 // handleRecent is GET /feeds/events/recent (seckc.md §3.7): the live feed's
 // replay buffer, entitled callers every event as the Socket.IO activeUsers
 // room gets it, everyone else community events sanitized as anonUsers gets
-// them (livefeed.NewPayload, livefeed.Sanitize). "timestamp" is the
+// them (feedpayload.NewPayload, feedpayload.Sanitize). "timestamp" is the
 // receive time; entries are in receive-time order, so a client polling
 // with since = the last timestamp misses nothing that is still buffered.
 // Unlike SecKC, a since or limit that is not a number, a negative limit, or
@@ -92,9 +92,9 @@ func (a *API) handleRecent(w http.ResponseWriter, r *http.Request, c caller) err
 		if since != 0 && ts <= since {
 			continue
 		}
-		p := livefeed.NewPayload(ev)
+		p := feedpayload.NewPayload(ev)
 		if !c.entitled {
-			p = livefeed.Sanitize(p, a.opt.Sanitize)
+			p = feedpayload.Sanitize(p, a.opt.Sanitize)
 		}
 		m := make(map[string]any, len(p))
 		for _, f := range p {

@@ -24,7 +24,7 @@ import (
 	"github.com/peba-go/peba"
 	"github.com/peba-go/peba/auth"
 	"github.com/peba-go/peba/hpfeeds"
-	"github.com/peba-go/peba/http/livefeed"
+	"github.com/peba-go/peba/http/feedpayload"
 	"github.com/peba-go/peba/hub"
 	"github.com/peba-go/peba/logutil"
 )
@@ -63,7 +63,7 @@ type Options struct {
 	Hpfeeds func() []hpfeeds.BrokerState
 	// Sanitize tunes the anonymous view of /feeds/events/recent; it should
 	// be the live feed's, so both feeds hide the same fields.
-	Sanitize livefeed.SanitizeOptions
+	Sanitize feedpayload.SanitizeOptions
 	// SensorWindow is how far back /sensors/locations looks;
 	// DefaultSensorWindow if zero.
 	SensorWindow time.Duration

@@ -1,4 +1,4 @@
-package livefeed
+package feedpayload
 
 import (
 	"bytes"

@@ -1,4 +1,9 @@
-package livefeed
+// Package feedpayload builds the SecKC live-feed event payload (seckc.md §4.4)
+// and its sanitized form for anonymous viewers. Both the live feed
+// (http/livefeed: Socket.IO, SSE) and the SecKC REST API
+// (http/seckcapi: /feeds/events/recent) serve it, so it lives below both:
+// adapters do not import each other (architecture.md).
+package feedpayload
 
 import (
 	"math"
