@@ -1,10 +1,12 @@
 package peba
 
 import (
+	"cmp"
 	"context"
 	"math"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -75,6 +77,12 @@ type Bucket struct {
 	Key   string
 	Label string // a display name where the dimension has one (country names)
 	Count int64
+}
+
+// CompareBuckets orders buckets as Stats.Top returns them: by Count
+// descending, then by Key ascending (byte order).
+func CompareBuckets(a, b Bucket) int {
+	return cmp.Or(cmp.Compare(b.Count, a.Count), strings.Compare(a.Key, b.Key))
 }
 
 // Point is one bucket of a Series.

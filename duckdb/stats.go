@@ -487,24 +487,11 @@ func (s *Store) topLabeled(ctx context.Context, src string, args []any, limit in
 	for _, kc := range byKey {
 		out = append(out, kc.Bucket)
 	}
-	sortBuckets(out)
+	slices.SortFunc(out, peba.CompareBuckets)
 	if limit > 0 && len(out) > limit {
 		out = out[:limit]
 	}
 	return out, nil
-}
-
-// sortBuckets orders Top's buckets: by count descending, then by key.
-func sortBuckets(bs []peba.Bucket) {
-	slices.SortFunc(bs, func(a, b peba.Bucket) int {
-		if a.Count != b.Count {
-			if a.Count > b.Count {
-				return -1
-			}
-			return 1
-		}
-		return strings.Compare(a.Key, b.Key)
-	})
 }
 
 // topLocations groups by coordinates in SQL and orders by the formatted key
@@ -534,7 +521,7 @@ func (s *Store) topLocations(ctx context.Context, src string, args []any, limit 
 			out = append(out, peba.Bucket{Key: k, Count: n})
 		}
 	}
-	sortBuckets(out)
+	slices.SortFunc(out, peba.CompareBuckets)
 	if limit > 0 && len(out) > limit {
 		out = out[:limit]
 	}

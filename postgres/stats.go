@@ -501,15 +501,7 @@ func (s *Store) topLocations(ctx context.Context, src string, a args, limit int,
 	for k, n := range counts {
 		out = append(out, peba.Bucket{Key: k, Count: n})
 	}
-	slices.SortFunc(out, func(a, b peba.Bucket) int {
-		if a.Count != b.Count {
-			if a.Count > b.Count {
-				return -1
-			}
-			return 1
-		}
-		return strings.Compare(a.Key, b.Key)
-	})
+	slices.SortFunc(out, peba.CompareBuckets)
 	if limit > 0 && len(out) > limit {
 		out = out[:limit]
 	}

@@ -370,9 +370,7 @@ func topBoundedRound(ctx context.Context, tx pgx.Tx, dim peba.Dim, limit, n int,
 			out = append(out, b)
 		}
 	}
-	slices.SortFunc(out, func(a, b peba.Bucket) int {
-		return cmp.Or(cmp.Compare(b.Count, a.Count), strings.Compare(a.Key, b.Key))
-	})
+	slices.SortFunc(out, peba.CompareBuckets)
 	out = out[:min(limit, len(out))]
 	// A key seen nowhere has at most tNone: it must stay below the last
 	// key returned (strictly: it could otherwise tie and sort first), or,
