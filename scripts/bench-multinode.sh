@@ -7,7 +7,8 @@
 #
 # PEBA_BIN (default /tmp/peba) is the binary; PGURL (default
 # postgres://postgres@127.0.0.1:5432) the server, on which database
-# peba_bench is dropped and recreated. Nodes listen on 127.0.0.1:19101-19103,
+# PEBA_BENCH_DB (default peba_bench; it must be a throw-away name) is dropped
+# and recreated. Nodes listen on 127.0.0.1:19101-19103,
 # rate limits off. pg3 runs three `bench ingest` processes (3 + 3 + 2
 # clients, one per node) and sums their alerts/s; the others run 8 clients.
 # At the end it prints count(*) and count(DISTINCT id) of the stored events.
@@ -21,7 +22,8 @@ MODE=$1
 DUR=${2:-20s}
 BIN=${PEBA_BIN:-/tmp/peba}
 PGURL=${PGURL:-postgres://postgres@127.0.0.1:5432}
-DSN="$PGURL/peba_bench?sslmode=disable"
+DB=${PEBA_BENCH_DB:-peba_bench}
+DSN="$PGURL/$DB?sslmode=disable"
 TMP=$(mktemp -d)
 PIDS=()
 start() { # addr, extra flags
@@ -37,7 +39,7 @@ start() { # addr, extra flags
 if [ "$MODE" = duck ]; then
 	start 127.0.0.1:19101
 else
-	psql "$PGURL/postgres" -qc "DROP DATABASE IF EXISTS peba_bench WITH (FORCE)" -c "CREATE DATABASE peba_bench"
+	psql "$PGURL/postgres" -qc "DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)" -c "CREATE DATABASE \"$DB\""
 	start 127.0.0.1:19101 -postgres_dsn "$DSN"
 	if [ "$MODE" = pg3 ]; then
 		sleep 2 # the first node creates the schema
@@ -50,7 +52,7 @@ uptime
 if [ "${WAITS:-}" = 1 ] && [ "$MODE" != duck ]; then
 	(while true; do
 		psql "$DSN" -Atc "SELECT state, coalesce(wait_event_type || ':' || wait_event, 'CPU'), left(regexp_replace(query, '\s+', ' ', 'g'), 60)
-			FROM pg_stat_activity WHERE datname = 'peba_bench' AND state <> 'idle' AND pid <> pg_backend_pid()" >>"$TMP/waits"
+			FROM pg_stat_activity WHERE datname = '$DB' AND state <> 'idle' AND pid <> pg_backend_pid()" >>"$TMP/waits"
 		sleep 0.2
 	done) &
 	WAITPID=$!
