@@ -69,6 +69,7 @@ type Store struct {
 	ids    idFilter      // guarded by mu (idfilter.go)
 	recent recentCache   // the newest events (recent.go)
 	times  recentTimes   // the received times of the last day (recent.go)
+	memo   memoState     // what was read of closed buckets (memo.go)
 }
 
 //go:embed migrations/*.sql
@@ -113,7 +114,7 @@ func Open(path string, opt Options) (*Store, error) {
 		return nil, fmt.Errorf("cannot open database %s: %w", path, err)
 	}
 	db := sql.OpenDB(connector)
-	s := &Store{db: db}
+	s := &Store{db: db, memo: newMemoState()}
 	ctx := context.Background()
 	if s.wconn, err = db.Conn(ctx); err != nil {
 		db.Close()
@@ -219,6 +220,9 @@ func (s *Store) migrate(ctx context.Context) error {
 // transaction is rolled back with a fresh context, so a cancelled ctx still
 // leaves nothing behind.
 func (s *Store) inTx(ctx context.Context, fn func() error) error {
+	// The closed-bucket memo learns what fn changed and is told around the
+	// COMMIT (memo.go).
+	defer s.memoPostCommit()
 	if _, err := s.wconn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
 		return fmt.Errorf("cannot begin transaction: %w", err)
 	}
@@ -236,6 +240,7 @@ func (s *Store) inTx(ctx context.Context, fn func() error) error {
 	}
 	// COMMIT is not given ctx: once we decided to commit, an interrupt
 	// half-way would leave the caller unsure whether the data is stored.
+	s.memoPreCommit()
 	if _, err := s.wconn.ExecContext(context.Background(), "COMMIT"); err != nil {
 		s.wconn.ExecContext(context.Background(), "ROLLBACK")
 		return fmt.Errorf("cannot commit: %w", err)

@@ -224,6 +224,7 @@ func (s *Store) upsertRollups(ctx context.Context, inserted []peba.Event) error 
 	if len(inserted) == 0 {
 		return nil
 	}
+	s.noteMemoAppend(inserted) // memo.go: late events change closed buckets
 	if err := s.upsertRollupTables(ctx, inserted); err != nil {
 		return err
 	}
@@ -356,6 +357,7 @@ func peerTypeColumn(dim peba.Dim) string {
 // exact too.
 func (s *Store) retractRollups(ctx context.Context, t time.Time) error {
 	s.retractRecent(t) // recent.go
+	s.noteMemoAll()    // memo.go
 	for i := range rollups {
 		r := &rollups[i]
 		col, _ := timeColumn(r.field)

@@ -550,6 +550,21 @@ func TestHeavy(t *testing.T) {
 		if got, err := s.Top(ctx, c.w, c.dim, c.limit); err != nil || !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: Top = %v, %v\nraw\n  %v", c.name, got, err, want)
 		}
+		// As many keys as proven, up to 3x the limit (the memo's closed
+		// top, memo_tops.go): an exact prefix of the raw top.
+		if got, all, ok, err := s.topHeavyN(ctx, c.w, c.dim, 3*c.limit, 1); err != nil {
+			t.Fatal(err)
+		} else if ok {
+			wantN, err := s.top(ctx, c.w, c.dim, 0, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) > len(wantN) || !reflect.DeepEqual(got, wantN[:len(got)]) || all != (len(got) == len(wantN)) && all {
+				t.Errorf("%s: topHeavyN(%d, 1) = %v (all %v)\nraw\n  %v", c.name, 3*c.limit, got, all, wantN)
+			}
+		} else if c.fast {
+			t.Errorf("%s: topHeavyN(%d, 1) proves nothing", c.name, 3*c.limit)
+		}
 		if c.series == 0 {
 			continue
 		}

@@ -85,6 +85,29 @@ func (s *Store) sensors(ctx context.Context, w peba.Window, useRollups bool) ([]
 	var lists [][]peba.SensorGroup
 	var fresh []daySensors
 	var epoch int64
+	// Closed days come from the memo (memo.go) when it has them.
+	var mr memoRead
+	var mkey string
+	if len(days) > 0 && useRollups {
+		end := days[len(days)-1].Add(24 * time.Hour).UnixMicro()
+		if end <= s.memoMark(0) {
+			var ok bool
+			if mr, ok = s.beginMemo(0, days[0].UnixMicro(), end); ok {
+				dc, _ := domainCond(w.Domains)
+				mkey = mr.key(fmt.Sprintf("sensors|%q|%d|%d", dc, days[0].UnixMicro(), end))
+				if v, hit := mr.get(mkey); hit {
+					for _, l := range v.(*memoSensors).lists {
+						lists = append(lists, slices.Clone(l)) // merged and sorted in place
+					}
+					days, mkey = nil, ""
+				}
+			}
+		}
+	}
+	var dayLists [][]peba.SensorGroup
+	if len(days) == 0 && len(parts) == 0 {
+		return mergeSensors(lists), nil
+	}
 	err = s.readTx(ctx, func(ctx context.Context) error {
 		if len(days) > 0 {
 			var ds []daySensors
@@ -94,6 +117,7 @@ func (s *Store) sensors(ctx context.Context, w peba.Window, useRollups bool) ([]
 			}
 			for _, d := range ds {
 				lists = append(lists, d.groups)
+				dayLists = append(dayLists, slices.Clone(d.groups))
 			}
 		}
 		if len(parts) > 0 {
@@ -111,6 +135,10 @@ func (s *Store) sensors(ctx context.Context, w peba.Window, useRollups bool) ([]
 	})
 	if err != nil {
 		return nil, err
+	}
+	if mkey != "" && mr.valid() {
+		v := &memoSensors{lists: dayLists}
+		mr.put(mkey, v, v.size())
 	}
 	s.saveSensorDays(ctx, epoch, fresh)
 	return mergeSensors(lists), nil
@@ -275,4 +303,24 @@ func lengthItems(s string, _ bool) ([]string, int, error) {
 	n := len(out)
 	slices.Sort(out)
 	return slices.Compact(out), n, nil
+}
+
+// memoSensors is what the memo keeps of Sensors of closed days: the
+// groups of each day and domain.
+type memoSensors struct{ lists [][]peba.SensorGroup }
+
+func (m *memoSensors) size() int {
+	n := 64
+	for _, l := range m.lists {
+		for _, g := range l {
+			n += 96 + len(g.Hostname) + len(g.TargetIP)
+			for _, x := range g.PeerIdent {
+				n += 16 + len(x)
+			}
+			for _, x := range g.PeerType {
+				n += 16 + len(x)
+			}
+		}
+	}
+	return n
 }

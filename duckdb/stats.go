@@ -22,11 +22,13 @@ var _ peba.Stats = (*Store)(nil)
 // with small counts when they can prove the answer without them
 // (topheavy.go). Recent Counts and the newest events come from memory
 // (recent.go), Latest of one source narrows its scan with the source index
-// (srcindex.go). Every answer equals the raw-table one exactly, which
-// TestRollupsMatchRaw, TestHeavy and TestRecentCache check through the
-// unexported variants that read the events only. All reads go through the
-// pool (s.db), never the writer connection, so statistics never wait for
-// an append.
+// (srcindex.go). What was read of closed buckets is kept in the
+// closed-bucket memo (memo.go), so that a request reads only the open
+// tail of its window. Every answer equals the raw-table one exactly,
+// which TestRollupsMatchRaw, TestHeavy, TestMemoMatchesRaw and
+// TestRecentCache check through the unexported variants that read the
+// events only. All reads go through the pool (s.db), never the writer
+// connection, so statistics never wait for an append.
 
 // timeColumn returns the events column that f filters on (peba.md §3: most
 // endpoints use recievedTime, a few createTime).
@@ -290,24 +292,33 @@ func split(from, to time.Time, cands []*rollup, segs []segment) []segment {
 // k, l, lat, lon, and its arguments. ok is false when the window selects
 // nothing.
 func source(w peba.Window, dim peba.Dim, maxGran time.Duration, withTime, useRollups bool, keyCond string, keyArgs []any) (q string, args []any, ok bool, err error) {
-	col, err := timeColumn(w.Field)
-	if err != nil {
+	if _, err := timeColumn(w.Field); err != nil {
 		return "", nil, false, err
 	}
-	rc, valid := rawCols(dim)
-	if !valid {
+	if _, valid := rawCols(dim); !valid {
 		return "", nil, false, peba.Errorf(peba.EINVALID, "invalid dimension %d", dim)
 	}
+	return segmentsSQL(w, plan(w, dim, maxGran, useRollups), dim, withTime, false, keyCond, keyArgs)
+}
+
+// segmentsSQL is source of the segments segs (w's field and dim valid).
+// With rawRows the raw events are not grouped: one row per event.
+func segmentsSQL(w peba.Window, segs []segment, dim peba.Dim, withTime, rawRows bool, keyCond string, keyArgs []any) (q string, args []any, ok bool, err error) {
+	col, _ := timeColumn(w.Field)
+	rc, _ := rawCols(dim)
 	rollupDim := dim
 	if dim == peba.DimNone {
 		rollupDim = peba.DimPeerType
 	}
 	var parts []string
-	for _, seg := range plan(w, dim, maxGran, useRollups) {
+	for _, seg := range segs {
 		sw := w
 		sw.From, sw.To = seg.from, seg.to
 		kc, tcol, table, cnt, group := rc, col, "events", "count(*)", " GROUP BY ALL"
 		tsel := "date_trunc('hour', " + col + ")" // raw rows are counted per hour, the finest rollup bucket
+		if rawRows {
+			cnt, group = "1", ""
+		}
 		var extra []string
 		if seg.r != nil {
 			// Rollup rows are passed on as they are: every caller groups
@@ -359,6 +370,9 @@ func (s *Store) Count(ctx context.Context, w peba.Window) (int64, error) {
 	if n, ok := s.countRecent(w); ok {
 		return n, nil
 	}
+	if n, ok, err := s.countMemo(ctx, w); err != nil || ok { // memo_source.go
+		return n, err
+	}
 	return s.count(ctx, w, true)
 }
 
@@ -402,6 +416,11 @@ func (s *Store) top(ctx context.Context, w peba.Window, dim peba.Dim, limit int,
 			return out, nil
 		}
 	}
+	if useRollups && limit > 0 && heavyDim(dim) && !noMemo(ctx) {
+		if out, ok, err := s.topHeavyMemo(ctx, w, dim, limit); err != nil || ok { // memo_tops.go
+			return out, err
+		}
+	}
 	if useRollups && limit > 0 && heavyDim(dim) {
 		var out []peba.Bucket
 		var ok bool
@@ -411,6 +430,11 @@ func (s *Store) top(ctx context.Context, w peba.Window, dim peba.Dim, limit int,
 			return err
 		})
 		if err != nil || ok {
+			return out, err
+		}
+	}
+	if useRollups && !heavyDim(dim) && !noMemo(ctx) {
+		if out, ok, err := s.topMemo(ctx, w, dim, limit); err != nil || ok { // memo_source.go
 			return out, err
 		}
 	}
@@ -564,6 +588,11 @@ func (s *Store) series(ctx context.Context, w peba.Window, width time.Duration, 
 	if isLocation(dim) {
 		return s.seriesLocations(ctx, w, width, dim, bucket, keys, useRollups)
 	}
+	if useRollups && heavyDim(dim) && !noMemo(ctx) {
+		if out, ok, err := s.seriesHeavyMemo(ctx, w, width, dim, keys, bucket); err != nil || ok { // memo_tops.go
+			return out, err
+		}
+	}
 	if useRollups && heavyDim(dim) {
 		var out []peba.Point
 		var ok bool
@@ -586,6 +615,15 @@ func (s *Store) seriesKeys(ctx context.Context, w peba.Window, width time.Durati
 	var cargs []any
 	if dim != peba.DimNone {
 		cond, cargs = "%[1]s IN (SELECT unnest(?::VARCHAR[]))", []any{keys}
+	}
+	if useRollups && !noMemo(ctx) {
+		mcond := cond
+		if dim != peba.DimNone {
+			mcond = keyIn("%[1]s", len(keys)) // no semi-join for a few keys
+		}
+		if out, ok, err := s.seriesMemo(ctx, w, width, dim, bucket, mcond, cargs, nil); err != nil || ok { // memo_source.go
+			return out, err
+		}
 	}
 	src, args, ok, err := source(w, dim, width, true, useRollups, cond, cargs)
 	if err != nil || !ok {
@@ -632,6 +670,11 @@ func (s *Store) seriesLocations(ctx context.Context, w peba.Window, width time.D
 		return nil, nil
 	}
 	cond := "list_contains(?::DOUBLE[], %[3]s) AND list_contains(?::DOUBLE[], %[4]s)"
+	if useRollups && !noMemo(ctx) {
+		if out, ok, err := s.seriesMemo(ctx, w, width, dim, bucket, cond, []any{lats, lons}, want); err != nil || ok { // memo_source.go
+			return out, err
+		}
+	}
 	src, args, ok, err := source(w, dim, width, true, useRollups, cond, []any{lats, lons})
 	if err != nil || !ok {
 		return nil, err

@@ -61,24 +61,32 @@ func topsReadable(w peba.Window, dim peba.Dim) bool {
 // topHeavy answers Top(w, dim, limit) as described above; ok is false if
 // it cannot prove the answer, and the caller groups all rows.
 func (s *Store) topHeavy(ctx context.Context, w peba.Window, dim peba.Dim, limit int) (out []peba.Bucket, ok bool, err error) {
+	out, _, ok, err = s.topHeavyN(ctx, w, dim, limit, limit)
+	return out, ok, err
+}
+
+// topHeavyN is topHeavy for as many keys up to limit as the summaries
+// prove, but at least least (the memo keeps a top longer than asked,
+// memo_tops.go); all is true if out holds every key with events.
+func (s *Store) topHeavyN(ctx context.Context, w peba.Window, dim peba.Dim, limit, least int) (out []peba.Bucket, all, ok bool, err error) {
 	if limit <= 0 || !topsReadable(w, dim) {
-		return nil, false, nil
+		return nil, false, false, nil
 	}
 	if _, none := domainCond(w.Domains); none {
-		return nil, true, nil
+		return nil, true, true, nil
 	}
 	st, err := s.readTopsState(ctx)
 	if err != nil {
-		return nil, false, err
+		return nil, false, false, err
 	}
 	segs := topsPlan(w, 24*time.Hour, st)
 	if !slices.ContainsFunc(segs, func(g topsSeg) bool { return g.sum != nil }) {
-		return nil, false, nil // nothing closed: Top's own query is as cheap
+		return nil, false, false, nil // nothing closed: Top's own query is as cheap
 	}
 	q, args := topsQuery(w, dim, segs, nil, false)
 	rows, err := s.q(ctx).QueryContext(ctx, q, args...)
 	if err != nil {
-		return nil, false, fmt.Errorf("cannot query top values: %w", err)
+		return nil, false, false, fmt.Errorf("cannot query top values: %w", err)
 	}
 	defer rows.Close()
 	byKey := map[string]*heavyKey{}
@@ -92,7 +100,7 @@ func (s *Store) topHeavy(ctx context.Context, w peba.Window, dim peba.Dim, limit
 			c, nh int64
 		)
 		if err := rows.Scan(&seg, &b, &k, &c, &nh); err != nil {
-			return nil, false, fmt.Errorf("cannot scan top values: %w", err)
+			return nil, false, false, fmt.Errorf("cannot scan top values: %w", err)
 		}
 		if nh < 0 {
 			cells[seg] += c
@@ -112,7 +120,7 @@ func (s *Store) topHeavy(ctx context.Context, w peba.Window, dim peba.Dim, limit
 		heavy[key][seg] += nh
 	}
 	if err := rows.Err(); err != nil {
-		return nil, false, fmt.Errorf("cannot query top values: %w", err)
+		return nil, false, false, fmt.Errorf("cannot query top values: %w", err)
 	}
 	var bound int64 // most a key without heavy rows can have
 	for i, g := range segs {
@@ -130,18 +138,26 @@ func (s *Store) topHeavy(ctx context.Context, w peba.Window, dim peba.Dim, limit
 		cands = append(cands, hk)
 	}
 	slices.SortFunc(cands, func(a, b *heavyKey) int { return cmpCount(a.h, b.h, a.key, b.key) })
-	if len(cands) < limit {
-		if bound > 0 {
-			return nil, false, nil // keys without heavy rows may be in the answer
+	// Only keys whose lower bound exceeds what a key without heavy rows
+	// can have are provably above all those.
+	proven := len(cands)
+	if bound > 0 {
+		proven, _ = slices.BinarySearchFunc(cands, bound, func(hk *heavyKey, b int64) int { return cmpInt64(b, hk.h) })
+	}
+	if len(cands) < limit && bound == 0 {
+		limit, all = len(cands), true
+	} else if proven < limit {
+		if proven < least {
+			return nil, false, false, nil // keys without heavy rows may be in the answer
 		}
-		limit = len(cands)
+		limit = proven
 	}
 	if limit == 0 {
-		return nil, true, nil
+		return nil, true, true, nil
 	}
 	kth := cands[limit-1].h
 	if bound >= kth {
-		return nil, false, nil
+		return nil, false, false, nil
 	}
 	var top, refine []*heavyKey
 	for _, hk := range cands {
@@ -153,7 +169,7 @@ func (s *Store) topHeavy(ctx context.Context, w peba.Window, dim peba.Dim, limit
 		}
 	}
 	if len(refine) > heavyMaxRefine {
-		return nil, false, nil
+		return nil, false, false, nil
 	}
 	if len(refine) > 0 {
 		var summarized []topsSeg
@@ -168,7 +184,7 @@ func (s *Store) topHeavy(ctx context.Context, w peba.Window, dim peba.Dim, limit
 		}
 		counts, err := s.keyCounts(ctx, w, dim, summarized, keys)
 		if err != nil {
-			return nil, false, err
+			return nil, false, false, err
 		}
 		for _, hk := range refine {
 			hk.h = hk.full
@@ -185,7 +201,7 @@ func (s *Store) topHeavy(ctx context.Context, w peba.Window, dim peba.Dim, limit
 	for _, hk := range top[:limit] {
 		out = append(out, peba.Bucket{Key: hk.key, Count: hk.h})
 	}
-	return out, true, nil
+	return out, all, true, nil
 }
 
 // topsQuery returns the query over segs of the rows of dim in w, with
