@@ -202,6 +202,11 @@ func deleteBefore(ctx context.Context, tx pgx.Tx, cut time.Time) (int64, error) 
 	if err := applyRetraction(ctx, tx, retract, dayStart, boundary != ""); err != nil {
 		return 0, err
 	}
+	// Events were removed: every statistics memo entry of every node is
+	// void from this commit on (memo.go).
+	if _, err := tx.Exec(ctx, "UPDATE stats_epoch SET epoch = epoch + 1"); err != nil {
+		return 0, err
+	}
 	return n, nil
 }
 

@@ -22,7 +22,9 @@
 //   - the rollup tables are partitioned by dim; statistics read whole
 //     buckets from them and only short raw edges (stats.go), Top of the
 //     long-tail dims without reading the tail (topbounded.go), sensors from
-//     their own daily rollup (sensors.go);
+//     their own daily rollup (sensors.go); what a node read for the
+//     stable parts of windows that slide with the clock is remembered
+//     under versions read with every query, exact across nodes (memo.go);
 //   - text columns are COLLATE "C" (byte order, as the contracts require),
 //     and text values have NUL escaped (escText), because PostgreSQL text
 //     cannot hold NUL while peba.ValidateEvent accepts it;
@@ -50,6 +52,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/peba-go/peba"
+	"github.com/peba-go/peba/internal/closedmemo"
 )
 
 var (
@@ -63,6 +66,9 @@ type Options struct {
 	MaxConns int32
 	// Logger receives notes about schema migrations; nil discards them.
 	Logger *slog.Logger
+	// MemoBytes bounds the statistics memo (memo.go; default
+	// DefaultMemoBytes, negative: no memo).
+	MemoBytes int
 }
 
 // DefaultMaxConns is the default pool size: appends hold a connection for
@@ -79,6 +85,13 @@ type Store struct {
 	// partition this Store has created or seen, so that appends issue the
 	// partition DDL only for a new day.
 	parts sync.Map
+
+	// memo holds partial statistics of stable ranges (memo.go); nil if
+	// disabled.
+	memo *closedmemo.Memo
+	// last is the last range entry per kind of window (memo.go).
+	lastMu sync.Mutex
+	last   map[string]*lastRange
 
 	closed atomic.Bool
 }
@@ -137,6 +150,15 @@ func openTo(ctx context.Context, dsn string, opt Options, maxVersion int) (*Stor
 		return nil, fmt.Errorf("cannot open database: %w", err)
 	}
 	s := &Store{pool: pool, log: log}
+	switch {
+	case opt.MemoBytes == 0:
+		s.memo = closedmemo.New(DefaultMemoBytes)
+	case opt.MemoBytes > 0:
+		s.memo = closedmemo.New(opt.MemoBytes)
+	}
+	if maxVersion > 0 && maxVersion < memoMigration {
+		s.memo = nil // no stats_epoch
+	}
 	if err := s.migrate(ctx, maxVersion); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("cannot open database: %w", err)

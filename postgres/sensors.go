@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -80,19 +81,25 @@ func queueSensors(b *pgx.Batch, inserted []peba.Event) {
 		hosts, ips, idents, types = append(hosts, k.host), append(ips, k.ip), append(idents, k.peerIdent), append(types, k.peerType)
 		cnts = append(cnts, c)
 	}
-	b.Queue(`INSERT INTO rollup_sensor_day AS r (t, community, h, shard, host, ip, peer_idents, peer_types, cnt)
-		SELECT t, community, h, current_setting('peba.rollup_shard')::smallint, host, ip,
-			array_agg(DISTINCT ident COLLATE "C"), array_agg(DISTINCT ptype COLLATE "C"), sum(cnt)::bigint
-		FROM unnest($1::timestamp[], $2::boolean[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[])
-			AS u(t, community, h, host, ip, ident, ptype, cnt)
-		GROUP BY t, community, h, host, ip
+	// nsets (migration 0007) is the sets' total size: recomputed only
+	// when a set grows.
+	b.Queue(`INSERT INTO rollup_sensor_day AS r (t, community, h, shard, host, ip, peer_idents, peer_types, cnt, nsets)
+		SELECT t, community, h, current_setting('peba.rollup_shard')::smallint, host, ip, i, p, c, cardinality(i) + cardinality(p)
+		FROM (SELECT t, community, h, host, ip,
+				array_agg(DISTINCT ident COLLATE "C") AS i, array_agg(DISTINCT ptype COLLATE "C") AS p, sum(cnt)::bigint AS c
+			FROM unnest($1::timestamp[], $2::boolean[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[])
+				AS u(t, community, h, host, ip, ident, ptype, cnt)
+			GROUP BY t, community, h, host, ip) g
 		ORDER BY t, community, h
 		ON CONFLICT (t, community, h, shard) DO UPDATE SET
 			cnt = r.cnt + excluded.cnt,
 			peer_idents = CASE WHEN excluded.peer_idents <@ r.peer_idents THEN r.peer_idents
 				ELSE ARRAY(SELECT DISTINCT x COLLATE "C" FROM unnest(r.peer_idents || excluded.peer_idents) x ORDER BY 1) END,
 			peer_types = CASE WHEN excluded.peer_types <@ r.peer_types THEN r.peer_types
-				ELSE ARRAY(SELECT DISTINCT x COLLATE "C" FROM unnest(r.peer_types || excluded.peer_types) x ORDER BY 1) END`,
+				ELSE ARRAY(SELECT DISTINCT x COLLATE "C" FROM unnest(r.peer_types || excluded.peer_types) x ORDER BY 1) END,
+			nsets = CASE WHEN excluded.peer_idents <@ r.peer_idents AND excluded.peer_types <@ r.peer_types THEN r.nsets
+				ELSE cardinality(ARRAY(SELECT DISTINCT x COLLATE "C" FROM unnest(r.peer_idents || excluded.peer_idents) x))
+					+ cardinality(ARRAY(SELECT DISTINCT x COLLATE "C" FROM unnest(r.peer_types || excluded.peer_types) x)) END`,
 		ts, comms, hs, hosts, ips, idents, types, cnts)
 }
 
@@ -103,10 +110,11 @@ func recomputeSensorDay(ctx context.Context, tx pgx.Tx, day time.Time) error {
 	if _, err := tx.Exec(ctx, "DELETE FROM rollup_sensor_day WHERE t = $1", day); err != nil {
 		return err
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO rollup_sensor_day (t, community, h, shard, host, ip, peer_idents, peer_types, cnt)
+	_, err := tx.Exec(ctx, `INSERT INTO rollup_sensor_day (t, community, h, shard, host, ip, peer_idents, peer_types, cnt, nsets)
 		SELECT $1::timestamp, community,
 			encode(substring(sha256(convert_to(host, 'UTF8') || '\x00'::bytea || convert_to(ip, 'UTF8')) FROM 1 FOR 16), 'hex')::uuid,
-			0, host, ip, array_agg(DISTINCT peer_ident), array_agg(DISTINCT peer_type), count(*)
+			0, host, ip, array_agg(DISTINCT peer_ident), array_agg(DISTINCT peer_type), count(*),
+			count(DISTINCT peer_ident) + count(DISTINCT peer_type)
 		FROM (SELECT community, peer_ident, peer_type, `+sensorHostSQL+` AS host, `+sensorIPSQL+` AS ip
 			FROM events WHERE received_time >= $1 AND received_time < $2) e
 		GROUP BY community, host, ip`, day, day.Add(24*time.Hour))
@@ -150,32 +158,13 @@ func (s *Store) sensors(ctx context.Context, w peba.Window, useRollup bool) ([]p
 	if useRollup && w.Field == peba.Received && w.PeerType == "" {
 		cands = []*rollup{&sensorRollup}
 	}
-	var (
-		a     args
-		parts []string
-	)
-	for _, seg := range split(from, to, cands, nil) {
-		sw := w
-		sw.From, sw.To = seg.from, seg.to
-		if seg.r != nil {
-			conds, none := windowConds(sw, "t", &a)
-			if none {
-				return nil, nil
-			}
-			parts = append(parts, "SELECT host, ip, peer_idents, peer_types, cnt FROM rollup_sensor_day"+whereClause(conds))
-			continue
-		}
-		conds, none := windowConds(sw, col, &a)
-		if none {
-			return nil, nil
-		}
-		parts = append(parts, "SELECT "+sensorHostSQL+", "+sensorIPSQL+", array_agg(DISTINCT peer_ident), "+
-			"array_agg(DISTINCT peer_type), count(*) FROM events"+whereClause(conds)+" GROUP BY 1, 2")
+	segs := split(from, to, cands, nil)
+	var rows []sensorRow
+	if s.memo != nil && slices.ContainsFunc(segs, func(sg segment) bool { return sg.r != nil }) {
+		rows, err = s.sensorRowsMemo(ctx, w, col, segs)
+	} else {
+		rows, err = s.sensorRows(ctx, w, col, segs)
 	}
-	if len(parts) == 0 {
-		return nil, nil
-	}
-	rows, err := s.pool.Query(ctx, strings.Join(parts, " UNION ALL "), a...)
 	if err != nil {
 		return nil, fmt.Errorf("cannot query sensors: %w", err)
 	}
@@ -183,52 +172,34 @@ func (s *Store) sensors(ctx context.Context, w peba.Window, useRollup bool) ([]p
 	// and the upsert's merge sort them, in byte order, which escText
 	// keeps), so a group of one row, the common case, needs no merging:
 	// building sets of ~50,000 peer idents per day cost more than the
-	// query.
+	// query. Rows from the memo are shared: their slices are never
+	// changed (appends go to clipped slices, the answer gets copies).
 	type acc struct {
 		idents, types []string
 		n             int64
 		rows          int
+		shared        bool
 	}
 	groups := map[[2]string]*acc{}
-	defer rows.Close()
-	for rows.Next() {
-		var (
-			host, ip      string
-			idents, types []string
-			n             int64
-		)
-		// Both ways fill new slices for each row, so they may be kept.
-		if rows.FieldDescriptions()[2].Format == pgtype.BinaryFormatCode {
-			raw := rows.RawValues()
-			var ok1, ok2 bool
-			idents, ok1 = textArray(raw[2])
-			types, ok2 = textArray(raw[3])
-			if !ok1 || !ok2 {
-				return nil, errors.New("cannot query sensors: malformed text array")
-			}
-			if err := rows.Scan(&host, &ip, nil, nil, &n); err != nil {
-				return nil, fmt.Errorf("cannot query sensors: %w", err)
-			}
-		} else if err := rows.Scan(&host, &ip, &idents, &types, &n); err != nil {
-			return nil, fmt.Errorf("cannot query sensors: %w", err)
-		}
-		g := groups[[2]string{host, ip}]
+	for _, r := range rows {
+		g := groups[[2]string{r.host, r.ip}]
 		if g == nil {
-			groups[[2]string{host, ip}] = &acc{idents: idents, types: types, n: n, rows: 1}
+			groups[[2]string{r.host, r.ip}] = &acc{idents: r.idents, types: r.types, n: r.n, rows: 1, shared: r.shared}
 			continue
 		}
-		g.idents, g.types = append(g.idents, idents...), append(g.types, types...)
-		g.n += n
+		g.idents, g.types = append(slices.Clip(g.idents), r.idents...), append(slices.Clip(g.types), r.types...)
+		g.n += r.n
 		g.rows++
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("cannot query sensors: %w", err)
+		g.shared = g.shared || r.shared
 	}
 	if len(groups) == 0 {
 		return nil, nil
 	}
 	out := make([]peba.SensorGroup, 0, len(groups))
 	for k, g := range groups {
+		if g.shared {
+			g.idents, g.types = slices.Clone(g.idents), slices.Clone(g.types)
+		}
 		out = append(out, peba.SensorGroup{Hostname: unescText(k[0]), TargetIP: unescText(k[1]),
 			PeerIdent: sortedSet(g.idents, g.rows > 1), PeerType: sortedSet(g.types, g.rows > 1), Count: g.n})
 	}
@@ -236,6 +207,253 @@ func (s *Store) sensors(ctx context.Context, w peba.Window, useRollup bool) ([]p
 		return cmp.Or(strings.Compare(a.Hostname, b.Hostname), strings.Compare(a.TargetIP, b.TargetIP))
 	})
 	return out, nil
+}
+
+// sensorRow is one row of the sensor rollup or of the raw grouping
+// (escaped strings, sorted distinct sets).
+type sensorRow struct {
+	host, ip      string
+	idents, types []string
+	n             int64
+	shared        bool // from the memo: not to be changed
+}
+
+func (r *sensorRow) size() int {
+	n := 96 + len(r.host) + len(r.ip)
+	for _, v := range r.idents {
+		n += 16 + len(v)
+	}
+	for _, v := range r.types {
+		n += 16 + len(v)
+	}
+	return n
+}
+
+// sensorSegQuery returns the query of one segment of Sensors (columns
+// host, ip, peer idents, peer types, count); none if w names no domain.
+func sensorSegQuery(w peba.Window, col string, seg segment, a *args) (q string, none bool) {
+	sw := w
+	sw.From, sw.To = seg.from, seg.to
+	if seg.r != nil {
+		conds, none := windowConds(sw, "t", a)
+		return "SELECT host, ip, peer_idents, peer_types, cnt FROM rollup_sensor_day" + whereClause(conds), none
+	}
+	conds, none := windowConds(sw, col, a)
+	return "SELECT " + sensorHostSQL + ", " + sensorIPSQL + ", array_agg(DISTINCT peer_ident), " +
+		"array_agg(DISTINCT peer_type), count(*) FROM events" + whereClause(conds) + " GROUP BY 1, 2", none
+}
+
+// sensorRows reads the rows of segs.
+func (s *Store) sensorRows(ctx context.Context, w peba.Window, col string, segs []segment) ([]sensorRow, error) {
+	var (
+		a     args
+		parts []string
+	)
+	for _, seg := range segs {
+		q, none := sensorSegQuery(w, col, seg, &a)
+		if none {
+			return nil, nil
+		}
+		parts = append(parts, "SELECT -1, x.* FROM ("+q+") x")
+	}
+	if len(parts) == 0 {
+		return nil, nil
+	}
+	rows, err := s.pool.Query(ctx, strings.Join(parts, " UNION ALL "), a...)
+	if err != nil {
+		return nil, err
+	}
+	var out []sensorRow
+	err = scanSensorRows(rows, func(_ int32, r sensorRow) { out = append(out, r) })
+	return out, err
+}
+
+// sensorRowsMemo reads the rows of segs with the sets of the sensor
+// rollup's whole days through the memo (memo.go): per day and domains the
+// merged sets of each group, versioned by the day's sum of nsets (which
+// grows exactly when a set of the day does, migration 0007) and the
+// retention epoch, read in the same snapshot as the rest. The counts are
+// read every time, without the sets; groups whose sets are not in the
+// memo are read whole.
+func (s *Store) sensorRowsMemo(ctx context.Context, w peba.Window, col string, segs []segment) ([]sensorRow, error) {
+	dom := domainKey(w.Domains)
+	if dom == "" {
+		return nil, nil
+	}
+	var out []sensorRow
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		out = out[:0]
+		var days []time.Time
+		for _, seg := range segs {
+			if seg.r == nil {
+				continue
+			}
+			if seg.from.IsZero() || seg.to.IsZero() || seg.to.Sub(seg.from) > 62*24*time.Hour {
+				return errNoMemo // unbounded or long: read it whole
+			}
+			for d := seg.from; d.Before(seg.to); d = d.Add(24 * time.Hour) {
+				days = append(days, d)
+			}
+		}
+		dayEnd := days[len(days)-1].Add(24 * time.Hour)
+		epoch, sums, err := versions(ctx, tx, []vspan{{table: "rollup_sensor_day", col: "nsets", from: days[0], to: dayEnd},
+			{table: "rollup_recv_day_d1", from: days[0], to: dayEnd}})
+		if err != nil {
+			return err
+		}
+		gen := s.memo.Generation()
+		keys := make([]string, len(days))
+		rowKeys := make([]string, len(days))
+		sets := make([]daySets, len(days))
+		var (
+			a     args
+			parts []string
+		)
+		for i, d := range days {
+			v := sums[0][d.UnixMicro()]
+			if v == 0 {
+				continue // no rows that day
+			}
+			// A past day whose count did not change either: its rows
+			// whole (the sets and the counts).
+			rowsKey := fmt.Sprintf("sensorrows|%s|%d|%d|%d|%d", dom, d.UnixMicro(), v, sums[1][d.UnixMicro()], epoch)
+			if x, ok := s.memo.Get(rowsKey, gen); ok {
+				out = append(out, x.([]sensorRow)...)
+				continue
+			}
+			rowKeys[i] = rowsKey
+			key := fmt.Sprintf("sensorsets|%s|%d|%d|%d", dom, d.UnixMicro(), v, epoch)
+			sw := w
+			sw.From, sw.To = d, d.Add(24*time.Hour)
+			if x, ok := s.memo.Get(key, gen); ok {
+				sets[i] = x.(daySets)
+				conds, _ := windowConds(sw, "t", &a)
+				parts = append(parts, "SELECT "+strconv.Itoa(i)+", host, ip, NULL::text[], NULL::text[], cnt FROM rollup_sensor_day"+whereClause(conds))
+				continue
+			}
+			keys[i] = key
+			q, _ := sensorSegQuery(w, col, segment{r: &sensorRollup, from: d, to: d.Add(24 * time.Hour)}, &a)
+			parts = append(parts, "SELECT "+strconv.Itoa(i)+", x.* FROM ("+q+") x")
+		}
+		for _, seg := range segs {
+			if seg.r == nil {
+				q, _ := sensorSegQuery(w, col, seg, &a)
+				parts = append(parts, "SELECT -1, x.* FROM ("+q+") x")
+			}
+		}
+		if len(parts) == 0 {
+			return nil
+		}
+		rows, err := tx.Query(ctx, strings.Join(parts, " UNION ALL "), a...)
+		if err != nil {
+			return err
+		}
+		byDay := map[int32][]sensorRow{}
+		counts := map[int32]map[[2]string]int64{}
+		if err := scanSensorRows(rows, func(tag int32, r sensorRow) {
+			switch {
+			case tag >= 0 && sets[tag] != nil:
+				c := counts[tag]
+				if c == nil {
+					c = map[[2]string]int64{}
+					counts[tag] = c
+				}
+				c[[2]string{r.host, r.ip}] += r.n
+			case tag >= 0:
+				byDay[tag] = append(byDay[tag], r)
+				out = append(out, r)
+			default:
+				out = append(out, r)
+			}
+		}); err != nil {
+			return err
+		}
+		for i, d := range days {
+			if sets[i] != nil {
+				var day []sensorRow
+				for g, n := range counts[int32(i)] {
+					st, ok := sets[i][g]
+					if !ok {
+						return fmt.Errorf("BUG: sensor group %q not in the memo of its version", g)
+					}
+					day = append(day, sensorRow{host: g[0], ip: g[1], idents: st.idents, types: st.types, n: n, shared: true})
+				}
+				out = append(out, day...)
+				if d.Add(24*time.Hour + memoMargin).Before(memoNow()) {
+					// Counts of past days rarely change: the rows whole.
+					s.memo.Put(rowKeys[i], gen, slices.Clip(day), 64+len(day)*96)
+				}
+				continue
+			}
+			if keys[i] == "" {
+				continue
+			}
+			ds := daySets{}
+			size := 64
+			for _, r := range byDay[int32(i)] {
+				g := [2]string{r.host, r.ip}
+				st := ds[g]
+				st.idents = append(st.idents, r.idents...)
+				st.types = append(st.types, r.types...)
+				ds[g] = st
+			}
+			for g, st := range ds {
+				slices.Sort(st.idents)
+				slices.Sort(st.types)
+				st.idents, st.types = slices.Clip(slices.Compact(st.idents)), slices.Clip(slices.Compact(st.types))
+				ds[g] = st
+				size += 96 + len(g[0]) + len(g[1]) + 16*(len(st.idents)+len(st.types))
+				for _, v := range st.idents {
+					size += len(v)
+				}
+			}
+			s.memo.Put(keys[i], gen, ds, size)
+		}
+		return nil
+	})
+	if err == errNoMemo {
+		return s.sensorRows(ctx, w, col, segs)
+	}
+	return out, err
+}
+
+// daySets is the memo entry of a day of the sensor rollup: each group's
+// peer idents and peer types (escaped, sorted, distinct), merged over its
+// rows.
+type daySets map[[2]string]struct{ idents, types []string }
+
+var errNoMemo = errors.New("not through the memo")
+
+// scanSensorRows passes each row (tag, host, ip, peer idents, peer types,
+// count) to each; the slices are new for each row.
+func scanSensorRows(rows pgx.Rows, each func(tag int32, r sensorRow)) error {
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			tag int32
+			r   sensorRow
+		)
+		if raw := rows.RawValues(); raw[3] == nil && raw[4] == nil {
+			// Counts only (sensorRowsMemo).
+			if err := rows.Scan(&tag, &r.host, &r.ip, nil, nil, &r.n); err != nil {
+				return err
+			}
+		} else if rows.FieldDescriptions()[3].Format == pgtype.BinaryFormatCode {
+			var ok1, ok2 bool
+			r.idents, ok1 = textArray(raw[3])
+			r.types, ok2 = textArray(raw[4])
+			if !ok1 || !ok2 {
+				return errors.New("malformed text array")
+			}
+			if err := rows.Scan(&tag, &r.host, &r.ip, nil, nil, &r.n); err != nil {
+				return err
+			}
+		} else if err := rows.Scan(&tag, &r.host, &r.ip, &r.idents, &r.types, &r.n); err != nil {
+			return err
+		}
+		each(tag, r)
+	}
+	return rows.Err()
 }
 
 // textArray decodes a one-dimensional text[] without NULLs in PostgreSQL's

@@ -285,60 +285,72 @@ func source(w peba.Window, dim peba.Dim, maxGran time.Duration, withTime, useRol
 	}
 	var parts []string
 	for _, seg := range plan(w, dim, maxGran, useRollups) {
-		sw := w
-		sw.From, sw.To = seg.from, seg.to
-		kc, tcol, table, cnt := rc, col, "events", "count(*)"
-		if seg.neg {
-			cnt = "-count(*)"
-		}
-		var conds []string
-		if seg.r != nil {
-			// The dim's partition itself, as in topBounded: through the
-			// parent, "dim = N" stays a filter on every row, which an
-			// index-only scan (the port series, migration 0006) cannot
-			// evaluate.
-			rd, _ := seg.r.rowDim(dim)
-			kc, tcol, table, cnt = rollupCols, "t", seg.r.table+"_d"+strconv.Itoa(int(rd)), "sum(cnt)::bigint"
-			if !labelled(dim) && !isLocation(dim) {
-				// Stored as '' and 0 (rollupKeyOf); constants need no
-				// column from the heap either.
-				kc.l, kc.lat, kc.lon = c0, "0::float8", "0::float8"
-			}
-		}
-		if dim == peba.DimNone {
-			// Totals: the key columns of the peer-type rows are dropped.
-			kc = keyCols{c0, c0, "0::float8", "0::float8"}
-		}
-		if kcond != nil {
-			conds = append(conds, kcond(kc, seg, a))
-		}
-		wc, none := windowConds(sw, tcol, a)
+		q, none := segmentQuery(w, dim, seg, col, rc, withTime, kcond, a)
 		if none {
 			return "", false, nil
 		}
-		conds = append(conds, wc...)
-		if !seg.cut.IsZero() {
-			// An uncorrelated sub-select: evaluated once, and a false
-			// condition skips the segment's scan.
-			exists := "EXISTS (SELECT FROM events WHERE " + col + " >= " + a.add(seg.cut) + ")"
-			if seg.ifEmpty {
-				exists = "NOT " + exists
-			}
-			conds = append(conds, exists)
-		}
-		sel := kc.k + " AS k, " + kc.l + " AS l, " + kc.lat + " AS lat, " + kc.lon + " AS lon, " + cnt + " AS c"
-		group := "1, 2, 3, 4"
-		if withTime {
-			// Raw rows are counted per hour, the finest rollup bucket.
-			sel = "date_trunc('hour', " + tcol + ") AS t, " + sel
-			group = "1, 2, 3, 4, 5"
-		}
-		parts = append(parts, "SELECT "+sel+" FROM "+table+whereClause(conds)+" GROUP BY "+group)
+		parts = append(parts, q)
 	}
 	if len(parts) == 0 {
 		return "", false, nil
 	}
 	return "(" + strings.Join(parts, " UNION ALL ") + ") src", true, nil
+}
+
+// segmentQuery returns the query of one segment of source: the events of
+// seg (a part of w) counted per key of dim (columns k, l, lat, lon, c, and
+// t first if withTime), over column col (of w's time field) with the raw
+// key expressions rc. none is true when w names no domain.
+func segmentQuery(w peba.Window, dim peba.Dim, seg segment, col string, rc keyCols, withTime bool, kcond keyCond, a *args) (q string, none bool) {
+	sw := w
+	sw.From, sw.To = seg.from, seg.to
+	kc, tcol, table, cnt := rc, col, "events", "count(*)"
+	if seg.neg {
+		cnt = "-count(*)"
+	}
+	var conds []string
+	if seg.r != nil {
+		// The dim's partition itself, as in topBounded: through the
+		// parent, "dim = N" stays a filter on every row, which an
+		// index-only scan (the port series, migration 0006) cannot
+		// evaluate.
+		rd, _ := seg.r.rowDim(dim)
+		kc, tcol, table, cnt = rollupCols, "t", seg.r.table+"_d"+strconv.Itoa(int(rd)), "sum(cnt)::bigint"
+		if !labelled(dim) && !isLocation(dim) {
+			// Stored as '' and 0 (rollupKeyOf); constants need no
+			// column from the heap either.
+			kc.l, kc.lat, kc.lon = c0, "0::float8", "0::float8"
+		}
+	}
+	if dim == peba.DimNone {
+		// Totals: the key columns of the peer-type rows are dropped.
+		kc = keyCols{c0, c0, "0::float8", "0::float8"}
+	}
+	if kcond != nil {
+		conds = append(conds, kcond(kc, seg, a))
+	}
+	wc, none := windowConds(sw, tcol, a)
+	if none {
+		return "", true
+	}
+	conds = append(conds, wc...)
+	if !seg.cut.IsZero() {
+		// An uncorrelated sub-select: evaluated once, and a false
+		// condition skips the segment's scan.
+		exists := "EXISTS (SELECT FROM events WHERE " + col + " >= " + a.add(seg.cut) + ")"
+		if seg.ifEmpty {
+			exists = "NOT " + exists
+		}
+		conds = append(conds, exists)
+	}
+	sel := kc.k + " AS k, " + kc.l + " AS l, " + kc.lat + " AS lat, " + kc.lon + " AS lon, " + cnt + " AS c"
+	group := "1, 2, 3, 4"
+	if withTime {
+		// Raw rows are counted per hour, the finest rollup bucket.
+		sel = "date_trunc('hour', " + tcol + ") AS t, " + sel
+		group = "1, 2, 3, 4, 5"
+	}
+	return "SELECT " + sel + " FROM " + table + whereClause(conds) + " GROUP BY " + group, false
 }
 
 // Count implements peba.Stats: the number of events in w.
@@ -389,6 +401,9 @@ func (s *Store) top(ctx context.Context, w peba.Window, dim peba.Dim, limit int,
 		return nil, peba.Errorf(peba.EINVALID, "invalid dimension %d", dim)
 	}
 	if useRollups {
+		if out, ok, err := s.memoTop(ctx, w, dim, limit); err != nil || ok {
+			return out, err
+		}
 		if out, ok, err := s.topBounded(ctx, w, dim, limit); err != nil || ok {
 			return out, err
 		}
@@ -564,6 +579,11 @@ func (s *Store) series(ctx context.Context, w peba.Window, width time.Duration, 
 				return hashCond(hs, a)
 			}
 			return kc.k + " = ANY(" + a.add(ek) + "::text[])"
+		}
+	}
+	if useRollups {
+		if out, ok, err := s.memoSeries(ctx, w, width, dim, keys, kcond); err != nil || ok {
+			return out, err
 		}
 	}
 	var a args
