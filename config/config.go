@@ -59,6 +59,7 @@ type Config struct {
 	// node (docs/deployment.md, "Several nodes").
 	PostgresDSN      string // POSTGRES_DSN (secret: it may hold a password)
 	PostgresMaxConns int    // POSTGRES_MAXCONNS: connection pool size per node
+	PostgresMemoMB   int    // POSTGRES_MEMO_MB: per-node statistics memo (0: off)
 
 	HpfeedsHost     string   // HPFEEDS_HOST: broker to subscribe to ("" = no hpfeeds ingestion)
 	HpfeedsPort     int      // HPFEEDS_PORT
@@ -193,6 +194,7 @@ var options = []option{
 		return nil
 	}},
 	{"POSTGRES_MAXCONNS", "8", "PostgreSQL connections per node (pool size; the live feed listener uses one more)", false, integer(2, func(c *Config) *int { return &c.PostgresMaxConns })},
+	{"POSTGRES_MEMO_MB", "64", "per-node memory for what the statistics read of closed time ranges (postgres/memo.go); 0 turns it off", false, integer(0, func(c *Config) *int { return &c.PostgresMemoMB })},
 	{"HPFEEDS_HOST", "", "hpfeeds broker to subscribe to (empty: no hpfeeds ingestion)", false, str(func(c *Config) *string { return &c.HpfeedsHost })},
 	{"HPFEEDS_PORT", "10000", "hpfeeds broker port", false, integer(1, func(c *Config) *int { return &c.HpfeedsPort })},
 	{"HPFEEDS_IDENT", "", "hpfeeds ident", false, str(func(c *Config) *string { return &c.HpfeedsIdent })},

@@ -41,7 +41,7 @@ func openPostgres(cfg *config.Config) (*postgres.Store, error) {
 	// takes minutes (0006 took 145 s on 10M events) and cutting it short
 	// only rolls it back. A wrong DSN does not hang the start: connecting
 	// has its own timeout (postgres.Open).
-	st, err := postgres.Open(context.Background(), cfg.PostgresDSN, postgres.Options{MaxConns: int32(cfg.PostgresMaxConns)})
+	st, err := postgres.Open(context.Background(), cfg.PostgresDSN, postgres.Options{MaxConns: int32(cfg.PostgresMaxConns), MemoBytes: memoBytes(cfg.PostgresMemoMB)})
 	if err != nil {
 		return nil, fmt.Errorf("cannot open the PostgreSQL database (POSTGRES_DSN): %w", err)
 	}
@@ -89,4 +89,13 @@ func startMultiNode(ctx, bg context.Context, cfg *config.Config, st *postgres.St
 		return err
 	}}, feedPruneTick)
 	return nil
+}
+
+// memoBytes converts POSTGRES_MEMO_MB to postgres.Options.MemoBytes, where
+// 0 means the default and a negative value turns the memo off.
+func memoBytes(mb int) int {
+	if mb <= 0 {
+		return -1
+	}
+	return mb << 20
 }
