@@ -70,6 +70,8 @@ type Store struct {
 	recent recentCache   // the newest events (recent.go)
 	times  recentTimes   // the received times of the last day (recent.go)
 	memo   memoState     // what was read of closed buckets (memo.go)
+
+	sensorCache sensorCache // decoded sensor summaries (sensorcache.go)
 }
 
 //go:embed migrations/*.sql

@@ -489,9 +489,9 @@ func (s *Store) topMemo(ctx context.Context, w peba.Window, dim peba.Dim, limit 
 	}
 	// Keys the rest does not have keep their closed counts, so only the
 	// first limit of those in order can be in the answer.
-	cand := make(map[string]int64, len(delta)+limit)
+	top := newTopN(limit)
 	for k, d := range delta {
-		cand[k] = closed.byKey[k] + d
+		top.add(peba.Bucket{Key: k, Count: closed.byKey[k] + d})
 	}
 	taken := 0
 	for _, b := range closed.sorted {
@@ -499,21 +499,52 @@ func (s *Store) topMemo(ctx context.Context, w peba.Window, dim peba.Dim, limit 
 			break
 		}
 		if _, ok := delta[b.Key]; !ok {
-			cand[b.Key] = b.Count
+			top.add(peba.Bucket{Key: b.Key, Count: b.Count})
 			taken++
 		}
 	}
-	var out []peba.Bucket // nil when empty, as Top's other paths
-	for k, n := range cand {
-		if n != 0 {
-			out = append(out, peba.Bucket{Key: k, Count: n})
-		}
+	return top.result(), true, nil
+}
+
+// topN selects the first limit buckets (all if limit <= 0) in
+// peba.CompareBuckets order, leaving out zero counts, of distinct keys
+// added one at a time: the open tail of a location top has thousands of
+// keys, and sorting all of them to keep 10 cost more than reading them.
+type topN struct {
+	limit int
+	out   []peba.Bucket // sorted while limit > 0
+}
+
+func newTopN(limit int) *topN { return &topN{limit: limit} }
+
+func (t *topN) add(b peba.Bucket) {
+	if b.Count == 0 {
+		return
 	}
-	slices.SortFunc(out, peba.CompareBuckets)
-	if limit > 0 && len(out) > limit {
-		out = out[:limit]
+	if t.limit <= 0 {
+		t.out = append(t.out, b)
+		return
 	}
-	return out, true, nil
+	if len(t.out) == t.limit && peba.CompareBuckets(b, t.out[t.limit-1]) >= 0 {
+		return
+	}
+	i, _ := slices.BinarySearchFunc(t.out, b, peba.CompareBuckets)
+	if len(t.out) == t.limit {
+		t.out = t.out[:t.limit-1]
+	}
+	t.out = slices.Insert(t.out, i, b)
+}
+
+// result returns the selected buckets in order, nil if none (as Top's
+// other paths).
+func (t *topN) result() []peba.Bucket {
+	if t.limit <= 0 {
+		slices.SortFunc(t.out, peba.CompareBuckets)
+	}
+	if len(t.out) == 0 {
+		return nil
+	}
+	return t.out
 }
 
 // labelTop is Top of a country dim from the counts of its pairs of code

@@ -105,6 +105,7 @@ func (s *Store) sensors(ctx context.Context, w peba.Window, useRollups bool) ([]
 		}
 	}
 	var dayLists [][]peba.SensorGroup
+	var merged []peba.SensorGroup // all of the answer, when it is only summaries
 	if len(days) == 0 && len(parts) == 0 {
 		return mergeSensors(lists), nil
 	}
@@ -115,9 +116,16 @@ func (s *Store) sensors(ctx context.Context, w peba.Window, useRollups bool) ([]
 			if ds, fresh, epoch, err = s.sensorDays(ctx, days, w.Domains); err != nil {
 				return err
 			}
+			if len(lists) == 0 && len(parts) == 0 {
+				merged = s.sensorCache.merge(ds)
+			}
 			for _, d := range ds {
-				lists = append(lists, d.groups)
-				dayLists = append(dayLists, slices.Clone(d.groups))
+				if merged == nil {
+					lists = append(lists, slices.Clone(d.groups)) // d.groups may be shared (sensorcache.go)
+				}
+				if mkey != "" {
+					dayLists = append(dayLists, slices.Clone(d.groups))
+				}
 			}
 		}
 		if len(parts) > 0 {
@@ -141,6 +149,9 @@ func (s *Store) sensors(ctx context.Context, w peba.Window, useRollups bool) ([]
 		mr.put(mkey, v, v.size())
 	}
 	s.saveSensorDays(ctx, epoch, fresh)
+	if merged != nil {
+		return merged, nil
+	}
 	return mergeSensors(lists), nil
 }
 

@@ -49,6 +49,9 @@ type daySensors struct {
 	groups    []peba.SensorGroup
 	events    int64 // the day's events (sum of the groups' counts)
 	keys      int64 // its rollup_sensor_day rows
+	// dec is the summary groups came from, unchanged (sensorcache.go):
+	// then groups is dec.groups, shared, and must not be modified.
+	dec *decodedSummary
 }
 
 type dayDomain struct {
@@ -99,6 +102,7 @@ func (s *Store) sensorDays(ctx context.Context, days []time.Time, domains []peba
 				continue
 			}
 			d := &sums[k].daySensors
+			d.groups, d.dec = slices.Clone(d.groups), nil // shared with the cache
 			d.events = 0
 			for i := range d.groups {
 				g := &d.groups[i]
@@ -174,7 +178,8 @@ func (s *Store) readSensorSummaries(ctx context.Context, first, end time.Time, d
 		}
 		// An undecodable summary is treated as missing: rewritten after
 		// the day is aggregated again.
-		if sum.groups, err = decodeSensorGroups(groups); err == nil {
+		if sum.dec, err = s.sensorCache.decodeSummary(k, groups); err == nil {
+			sum.groups = sum.dec.groups
 			out[k] = &sum
 		}
 	}
