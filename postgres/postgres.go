@@ -92,6 +92,12 @@ type Store struct {
 	// last is the last range entry per kind of window (memo.go).
 	lastMu sync.Mutex
 	last   map[string]*lastRange
+	// bg counts the memo's background fills (memo.go, fill), fills
+	// holds the keys of those running; bgMu orders their start with
+	// Close.
+	bg    sync.WaitGroup
+	bgMu  sync.Mutex
+	fills sync.Map
 
 	closed atomic.Bool
 }
@@ -295,6 +301,9 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	s.bgMu.Lock() // no fill starts after this
+	s.bgMu.Unlock()
+	s.bg.Wait()
 	s.pool.Close()
 	return nil
 }

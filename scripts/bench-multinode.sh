@@ -17,6 +17,8 @@
 # 127.0.0.1:1610i (net/http/pprof); WAITS=1 samples pg_stat_activity of the
 # benchmark database every 0.2 s during the run and prints how often each
 # state / wait event / statement was seen among the active backends.
+# CPU=1 prints the CPU seconds (user+system, /proc) the nodes and the
+# benchmark database's backends spent during the run, and per stored event.
 set -u
 MODE=$1
 DUR=${2:-20s}
@@ -48,6 +50,18 @@ else
 	fi
 fi
 sleep 3
+cpusum() { # CPU seconds (utime+stime) of the nodes, then of the database's backends
+	local ticks n=0 b=0 p
+	ticks=$(getconf CLK_TCK)
+	for p in "${PIDS[@]}"; do n=$((n + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
+	if [ "$MODE" != duck ]; then
+		for p in $(psql "$DSN" -Atc "SELECT pid FROM pg_stat_activity WHERE datname = '$DB' AND pid <> pg_backend_pid()"); do
+			b=$((b + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+		done
+	fi
+	echo "$n $b $ticks"
+}
+[ "${CPU:-}" = 1 ] && CPU0=$(cpusum)
 uptime
 if [ "${WAITS:-}" = 1 ] && [ "$MODE" != duck ]; then
 	(while true; do
@@ -71,6 +85,7 @@ if [ "$MODE" = pg3 ]; then
 else
 	"$BIN" bench ingest -url http://127.0.0.1:19101/ews-0.1/alert/postSimpleMessage -duration "$DUR" -clients 8
 fi
+[ "${CPU:-}" = 1 ] && CPU1=$(cpusum)
 uptime
 if [ -n "${WAITPID:-}" ]; then
 	kill "$WAITPID"
@@ -80,6 +95,10 @@ fi
 kill -TERM "${PIDS[@]}"
 wait "${PIDS[@]}"
 if [ "$MODE" != duck ]; then
-	psql "$DSN" -Atc "SELECT count(*), count(DISTINCT id) FROM events"
+	N=$(psql "$DSN" -Atc "SELECT count(*), count(DISTINCT id) FROM events")
+	echo "$N"
+	if [ "${CPU:-}" = 1 ]; then
+		echo "$CPU0 $CPU1 ${N%%|*}" | awk '{t=$3; n=($4-$1)/t; b=($5-$2)/t; printf "CPU s: nodes=%.2f backends=%.2f; per event: nodes=%.1f us backends=%.1f us total=%.1f us\n", n, b, n/$7*1e6, b/$7*1e6, (n+b)/$7*1e6}'
+	fi
 fi
 rm -rf "$TMP"
