@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -63,7 +65,8 @@ func newEnvTimeout(t testing.TB, heartbeat, timeout time.Duration) *env {
 	a := auth.New(auth.Credentials{User: "community", Token: "community-token"}, u, auth.Options{})
 	reg := prometheus.NewRegistry()
 	h := hub.New(hub.Options{Registerer: reg})
-	lf := livefeed.New(livefeed.Options{Hub: h, Auth: a, Heartbeat: heartbeat, Registerer: reg})
+	budget, _ := strconv.Atoi(os.Getenv("PEBA_LIVEFEED_WRITEBUDGET")) // TestLoad's knob; 0: the default
+	lf := livefeed.New(livefeed.Options{Hub: h, Auth: a, Heartbeat: heartbeat, Registerer: reg, WriteBudget: budget})
 	mux := http.NewServeMux()
 	lf.Register(mux)
 	srv := httptest.NewUnstartedServer(mux)

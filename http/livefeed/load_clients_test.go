@@ -137,6 +137,8 @@ func TestLoadClients(t *testing.T) {
 	total := make([]int64, histBuckets)
 	for _, v := range viewers {
 		res.Received += v.received
+		res.Reads += v.reads
+		res.Bytes += v.bytes
 		for b, c := range v.hist {
 			total[b] += c
 		}
@@ -161,8 +163,22 @@ type viewer struct {
 	signaled bool
 	hist     []int64
 	received int64
-	lastNum  []byte // memo: events of one batch share their timestamp
-	lastTS   int64
+	reads    int64 // reads that returned data, while measuring
+	bytes    int64 // bytes they returned
+
+	buf     []byte // buf[:fill]: read, not yet consumed
+	fill    int
+	msg     []byte // a fragmented websocket message being reassembled
+	consume func(*viewer, time.Time) error
+	write   func([]byte) error
+}
+
+// count counts a read of n bytes if the measurement has begun.
+func (v *viewer) count(n int) {
+	if n > 0 && v.goTime.Load() != 0 {
+		v.reads++
+		v.bytes += int64(n)
+	}
 }
 
 func (v *viewer) signal(ok bool) {
@@ -173,68 +189,114 @@ func (v *viewer) signal(ok bool) {
 var tsKey = []byte(`"timestamp":`)
 
 // record times one event received at now. The payload ends with its
-// "timestamp" (docs/livefeed.md), so the event is read from its end.
+// "timestamp" (docs/livefeed.md), so the event is read from its end: the
+// last ':' must close the "timestamp" key, and the number after it is read
+// digit by digit (every event's own, no shortcut for events of one batch).
 func (v *viewer) record(ev []byte, now time.Time) {
 	i := bytes.LastIndexByte(ev, ':')
 	if i < len(tsKey)-1 || !bytes.Equal(ev[i+1-len(tsKey):i+1], tsKey) {
 		return // not an event (retry:, a heartbeat)
 	}
-	num := ev[i+1:]
-	if j := bytes.IndexAny(num, "},]"); j >= 0 {
-		num = num[:j]
+	ts, ok := parseMicros(ev[i+1:])
+	if !ok {
+		return
 	}
-	if !bytes.Equal(num, v.lastNum) {
-		f, err := strconv.ParseFloat(string(num), 64)
-		if err != nil {
-			return
-		}
-		v.lastNum = append(v.lastNum[:0], num...)
-		v.lastTS = int64(math.Round(f * 1e6))
-	}
-	if start := v.goTime.Load(); start == 0 || v.lastTS < start {
+	if start := v.goTime.Load(); start == 0 || ts < start {
 		return // replay, or published before the measurement
 	}
-	v.hist[histBucket(now.UnixMicro()-v.lastTS)]++
+	v.hist[histBucket(now.UnixMicro()-ts)]++
 	v.received++
 }
 
-// recordSSE times each event of b, a run of whole SSE messages.
+// parseMicros reads the JSON number of seconds at the start of b (digits,
+// optionally a fraction, as strconv's 'f' format writes it) as
+// microseconds, rounded; it stops at the first byte after the number.
+func parseMicros(b []byte) (int64, bool) {
+	var sec int64
+	i := 0
+	for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+		sec = sec*10 + int64(b[i]-'0')
+	}
+	if i == 0 || i > 12 {
+		return 0, false
+	}
+	var frac, digits int64 // frac: the first 7 digits of the fraction
+	if i < len(b) && b[i] == '.' {
+		for i++; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+			if digits < 7 {
+				frac = frac*10 + int64(b[i]-'0')
+				digits++
+			}
+		}
+	}
+	frac *= pow10[7-digits] // in units of 1e-7 s
+	return sec*1e6 + (frac+5)/10, true
+}
+
+var pow10 = [...]int64{1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7}
+
+// recordSSE times each event of b, a run of whole SSE messages. An event's
+// message ends with its payload's closing brace and the blank line, a
+// sequence found nowhere else (JSON escapes line feeds in strings); other
+// messages (retry, heartbeats) stay attached to the next event's text,
+// where record does not look.
 func (v *viewer) recordSSE(b []byte, now time.Time) {
 	for len(b) > 0 {
-		end := bytes.Index(b, []byte("\n\n"))
+		end := bytes.Index(b, []byte("}\n\n"))
 		if end < 0 {
 			end = len(b)
 		}
 		v.record(b[:end], now)
-		b = b[min(end+2, len(b)):]
+		b = b[min(end+3, len(b)):]
 	}
 }
 
-// sseViewer reads the SSE stream over a plain TCP connection. It does not
-// undo the chunked transfer coding: chunks end where the server's writes
-// end, between events, so the chunk-size lines sit between two events and
-// never inside the timestamp that record reads from an event's end.
+// sseViewer connects an SSE viewer over a plain TCP connection. It does
+// not undo the chunked transfer coding: chunks end where the server's
+// writes end, between events, so the chunk-size lines sit between two
+// events and never inside the timestamp that record reads from an event's
+// end.
 func sseViewer(ctx context.Context, host string, v *viewer) error {
 	conn, buf, fill, err := dialRaw(ctx, host, "/api/v1/events/stream", "")
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
 	if !bytes.HasPrefix(buf, []byte("HTTP/1.1 200")) {
+		conn.Close()
 		return fmt.Errorf("response %q", buf[:min(fill, 64)])
 	}
-	fill = copy(buf, buf[bytes.Index(buf, []byte("\r\n\r\n"))+4:fill])
+	v.buf, v.fill = buf, copy(buf, buf[bytes.Index(buf, []byte("\r\n\r\n"))+4:fill])
+	v.consume = (*viewer).consumeSSE
 	v.signal(true)
+	return v.run(conn)
+}
+
+// consumeSSE times the complete SSE messages in buf[:fill] and keeps the
+// rest.
+func (v *viewer) consumeSSE(now time.Time) error {
+	if end := bytes.LastIndex(v.buf[:v.fill], []byte("\n\n")); end >= 0 {
+		v.recordSSE(v.buf[:end], now)
+		v.fill = copy(v.buf, v.buf[end+2:v.fill])
+	}
+	if v.fill == len(v.buf) {
+		v.buf = append(v.buf, make([]byte, len(v.buf))...)
+	}
+	return nil
+}
+
+// run reads conn until it fails.
+func (v *viewer) run(conn net.Conn) error {
+	defer conn.Close()
+	v.write = func(b []byte) error { _, err := conn.Write(b); return err }
 	for {
-		n, err := conn.Read(buf[fill:])
+		n, err := conn.Read(v.buf[v.fill:])
 		now := time.Now()
-		fill += n
-		if end := bytes.LastIndex(buf[:fill], []byte("\n\n")); end >= 0 {
-			v.recordSSE(buf[:end], now)
-			fill = copy(buf, buf[end+2:fill])
-		}
-		if fill == len(buf) {
-			buf = append(buf, make([]byte, len(buf))...)
+		v.fill += n
+		v.count(n)
+		if n > 0 {
+			if err := v.consume(v, now); err != nil {
+				return err
+			}
 		}
 		if err != nil {
 			return err
@@ -263,9 +325,9 @@ func dialRaw(ctx context.Context, host, path, extra string) (conn net.Conn, buf 
 	return conn, buf, fill, nil
 }
 
-// wsViewer is a minimal Engine.IO 4 / Socket.IO 5 client over a websocket
-// (RFC 6455): handshake, open → connect to "/", answer pings, and time
-// every "42" event message.
+// wsViewer connects a minimal Engine.IO 4 / Socket.IO 5 client over a
+// websocket (RFC 6455): handshake, open → connect to "/", then answer
+// pings and time every "42" event message.
 func wsViewer(ctx context.Context, host string, v *viewer) error {
 	conn, buf, fill, err := dialRaw(ctx, host, "/socket.io/?EIO=4&transport=websocket",
 		"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"+
@@ -273,86 +335,100 @@ func wsViewer(ctx context.Context, host string, v *viewer) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
 	if !bytes.HasPrefix(buf, []byte("HTTP/1.1 101")) {
+		conn.Close()
 		return fmt.Errorf("handshake: %q", buf[:min(fill, 64)])
 	}
-	fill = copy(buf, buf[bytes.Index(buf, []byte("\r\n\r\n"))+4:fill])
+	v.buf, v.fill = buf, copy(buf, buf[bytes.Index(buf, []byte("\r\n\r\n"))+4:fill])
+	v.consume = (*viewer).consumeWS
+	v.write = func(b []byte) error { _, err := conn.Write(b); return err }
 	// No CONNECT answer within connectTimeout: give up this connection.
 	_ = conn.SetReadDeadline(time.Now().Add(connectTimeout))
-	send := func(msg string) error { // a masked text frame (zero mask key)
-		_, err := conn.Write(append([]byte{0x81, 0x80 | byte(len(msg)), 0, 0, 0, 0}, msg...))
-		return err
-	}
-	var msg []byte // a fragmented message being reassembled
 	for {
-		now := time.Now()
-		off := 0
-		for {
-			f := buf[off:fill]
-			if len(f) < 2 {
-				break
-			}
-			fin, op, ln, hdr := f[0]&0x80 != 0, f[0]&0x0f, int(f[1]&0x7f), 2
-			switch ln {
-			case 126:
-				if len(f) < 4 {
-					ln = -1
-					break
-				}
-				ln, hdr = int(binary.BigEndian.Uint16(f[2:])), 4
-			case 127:
-				if len(f) < 10 {
-					ln = -1
-					break
-				}
-				ln, hdr = int(binary.BigEndian.Uint64(f[2:])), 10
-			}
-			if ln < 0 || len(f) < hdr+ln {
-				if hdr+ln > len(buf) {
-					buf = append(buf, make([]byte, hdr+ln)...)
-				}
-				break
-			}
-			p := f[hdr : hdr+ln]
-			off += hdr + ln
-			switch {
-			case op == 8: // close
-				return fmt.Errorf("closed by server")
-			case op == 9: // websocket ping
-				_, _ = conn.Write(append([]byte{0x8a, 0x80 | byte(len(p)), 0, 0, 0, 0}, p...))
-				continue
-			case !fin || op == 0:
-				msg = append(msg, p...)
-				if !fin {
-					continue
-				}
-				p, msg = msg, msg[:0]
-			}
-			switch {
-			case bytes.Equal(p, []byte("2")): // Engine.IO ping
-				err = send("3")
-			case bytes.HasPrefix(p, []byte("0")): // Engine.IO open
-				err = send("40")
-			case bytes.HasPrefix(p, []byte("40")):
-				_ = conn.SetReadDeadline(time.Time{})
-				v.signal(true)
-			case bytes.HasPrefix(p, []byte("44")):
-				return fmt.Errorf("connect_error %s", p)
-			case bytes.HasPrefix(p, []byte("42")):
-				v.record(p, now)
-			}
-			if err != nil {
-				return err
-			}
+		if err := v.consume(v, time.Now()); err != nil {
+			conn.Close()
+			return err
 		}
-		fill = copy(buf, buf[off:fill])
-		n, err := conn.Read(buf[fill:])
-		fill += n
+		if v.signaled {
+			break
+		}
+		n, err := conn.Read(v.buf[v.fill:])
+		v.fill += n
 		if err != nil {
-			if !v.signaled && errors.Is(err, os.ErrDeadlineExceeded) {
+			conn.Close()
+			if errors.Is(err, os.ErrDeadlineExceeded) {
 				return errNoConnect
 			}
+			return err
+		}
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	return v.run(conn)
+}
+
+// consumeWS handles the complete websocket frames in buf[:fill] and keeps
+// the rest.
+func (v *viewer) consumeWS(now time.Time) error {
+	buf, off := v.buf, 0
+	send := func(msg string) error { // a masked text frame (zero mask key)
+		return v.write(append([]byte{0x81, 0x80 | byte(len(msg)), 0, 0, 0, 0}, msg...))
+	}
+	defer func() { v.fill = copy(v.buf, v.buf[off:v.fill]) }()
+	for {
+		f := buf[off:v.fill]
+		if len(f) < 2 {
+			return nil
+		}
+		fin, op, ln, hdr := f[0]&0x80 != 0, f[0]&0x0f, int(f[1]&0x7f), 2
+		switch ln {
+		case 126:
+			if len(f) < 4 {
+				return nil
+			}
+			ln, hdr = int(binary.BigEndian.Uint16(f[2:])), 4
+		case 127:
+			if len(f) < 10 {
+				return nil
+			}
+			ln, hdr = int(binary.BigEndian.Uint64(f[2:])), 10
+		}
+		if len(f) < hdr+ln {
+			if hdr+ln > len(buf) {
+				v.buf = append(v.buf, make([]byte, hdr+ln)...)
+			}
+			return nil
+		}
+		p := f[hdr : hdr+ln]
+		off += hdr + ln
+		switch {
+		case op == 8: // close
+			return fmt.Errorf("closed by server")
+		case op == 9: // websocket ping
+			if err := v.write(append([]byte{0x8a, 0x80 | byte(len(p)), 0, 0, 0, 0}, p...)); err != nil {
+				return err
+			}
+			continue
+		case !fin || op == 0:
+			v.msg = append(v.msg, p...)
+			if !fin {
+				continue
+			}
+			p, v.msg = v.msg, v.msg[:0]
+		}
+		var err error
+		switch {
+		case len(p) > 2 && p[0] == '4' && p[1] == '2': // an event
+			v.record(p, now)
+		case bytes.Equal(p, []byte("2")): // Engine.IO ping
+			err = send("3")
+		case bytes.HasPrefix(p, []byte("0")): // Engine.IO open
+			err = send("40")
+		case bytes.HasPrefix(p, []byte("40")):
+			v.signal(true)
+		case bytes.HasPrefix(p, []byte("44")):
+			return fmt.Errorf("connect_error %s", p)
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -362,3 +438,45 @@ func wsViewer(ctx context.Context, host string, v *viewer) error {
 const connectTimeout = 10 * time.Second
 
 var errNoConnect = errors.New("no answer to the Socket.IO CONNECT")
+
+// TestParseMicros checks the viewers' timestamp reader against strconv on
+// timestamps written the way the payload writes them.
+func TestParseMicros(t *testing.T) {
+	base := time.Date(2026, 11, 21, 0, 0, 0, 0, time.UTC).UnixMicro()
+	for i := int64(0); i < 200000; i++ {
+		us := base + i*7919 + i%1000000
+		s := strconv.FormatFloat(float64(us)/1e6, 'f', -1, 64)
+		got, ok := parseMicros([]byte(s + "}]"))
+		f, _ := strconv.ParseFloat(s, 64)
+		if want := int64(math.Round(f * 1e6)); !ok || got != want || got != us {
+			t.Fatalf("%s: got %d, %v; want %d (%d)", s, got, ok, want, us)
+		}
+	}
+	for _, bad := range []string{"", "}", "x1", "1234567890123456.5"} {
+		if _, ok := parseMicros([]byte(bad)); ok {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}
+
+// BenchmarkViewerSSE measures the viewers' own cost per event (finding and
+// timing it), a part of the load test's CPU that is not the server's.
+func BenchmarkViewerSSE(b *testing.B) {
+	var buf []byte
+	for i := range 50 {
+		buf = fmt.Appendf(buf, "id: e%d\nevent: hpfeedevent\ndata: {\"event_id\":\"e%[1]d\",\"src_ip\":\"203.0.113.9\","+
+			"\"src_port\":40000,\"dst_port\":22,\"protocol\":\"tcp\",\"peerType\":\"SSH/console(cowrie)\",\"peerIdent\":\"sensor-1\","+
+			"\"identifier\":\"sensor-1\",\"channel\":\"ews\",\"timestamp\":1795287885.%06[2]d}\n\n", 1000000+i, 224657+i)
+	}
+	var start atomic.Int64
+	start.Store(1)
+	v := &viewer{goTime: &start, hist: make([]int64, histBuckets)}
+	now := time.Now()
+	for b.Loop() {
+		v.recordSSE(buf, now)
+	}
+	if v.received != int64(b.N)*50 {
+		b.Fatalf("%d events timed, want %d", v.received, b.N*50)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(v.received), "ns/event")
+}

@@ -27,7 +27,8 @@ import (
 // Knobs (defaults in brackets): PEBA_LIVEFEED_CLIENTS [1000],
 // PEBA_LIVEFEED_RATE events/s [5000], PEBA_LIVEFEED_SECONDS [5],
 // PEBA_LIVEFEED_TICK publish interval [10ms], PEBA_LIVEFEED_TRANSPORTS
-// [sse,socketio]; for profiling, PEBA_LIVEFEED_HEAPPROFILE=file (the idle
+// [sse,socketio], PEBA_LIVEFEED_WRITEBUDGET (livefeed.Options.WriteBudget;
+// -1: no pacing) [livefeed.DefaultWriteBudget]; for profiling, PEBA_LIVEFEED_HEAPPROFILE=file (the idle
 // server's heap, written as <transport>-file) and PEBA_LIVEFEED_CLIENTPROFILE
 // (TestLoadClients); -cpuprofile profiles the server. To tell the server's
 // capacity apart from the viewers' on the same machine,
@@ -125,6 +126,8 @@ func cpuTime() time.Duration {
 type loadResult struct {
 	Connected  int           `json:"connected"`
 	Received   int64         `json:"received"` // events published after "go"
+	Reads      int64         `json:"reads"`    // reads that returned data after "go"
+	Bytes      int64         `json:"bytes"`    // what they returned
 	CPU        time.Duration `json:"cpu"`      // CPU used between "go" and "stop"
 	Hist       [][2]int64    `json:"hist"`     // sparse delay histogram: bucket, count
 	MaxRSSKiB  int64         `json:"max_rss_kib"`
@@ -243,6 +246,9 @@ func runLoad(t *testing.T, transport string, clients, rate int) {
 		transport, window.Round(time.Millisecond), serverCPU.Seconds()/window.Seconds(), perDelivery(serverCPU),
 		res.CPU.Seconds()/window.Seconds(), perDelivery(res.CPU),
 		runtime.NumCPU(), res.MaxRSSKiB>>10, float64(res.ClientHeap)/float64(clients)/1024)
+	t.Logf("%s: viewers' reads: %.1f per viewer and second, %.0f bytes each, %.0f bytes per delivery",
+		transport, float64(res.Reads)/float64(clients)/window.Seconds(), float64(res.Bytes)/float64(max(res.Reads, 1)),
+		float64(res.Bytes)/float64(res.Received))
 }
 
 // Delay histogram: microseconds, exact below 64 µs, then 64 buckets per

@@ -21,17 +21,22 @@ import (
 // dead peer is detected here instead.
 const sseWriteTimeout = 30 * time.Second
 
+const (
+	sseIDPrefix   = "id: "
+	sseDataPrefix = "event: hpfeedevent\ndata: "
+)
+
 // appendSSE appends one SSE message: the event ID (for client-side
 // de-duplication across reconnects, left out if it cannot be a field
 // value), the event name and the JSON payload (one line: the encoder
 // escapes every control character).
 func appendSSE(b []byte, id string, payload []byte) []byte {
 	if id != "" && len(id) <= 256 && !strings.ContainsAny(id, "\r\n\x00") {
-		b = append(b, "id: "...)
+		b = append(b, sseIDPrefix...)
 		b = append(b, id...)
 		b = append(b, '\n')
 	}
-	b = append(b, "event: hpfeedevent\ndata: "...)
+	b = append(b, sseDataPrefix...)
 	b = append(b, payload...)
 	return append(b, '\n', '\n')
 }
@@ -95,12 +100,15 @@ func (s *Server) pump(out sseWriter, v viewer) {
 	}
 	tick := time.NewTicker(s.heartbeat)
 	defer tick.Stop()
+	s.viewers.Add(1)
+	defer s.viewers.Add(-1)
 	var (
 		batches []*hub.Batch
 		pieces  [][]byte
+		pace    *time.Timer // see below
 	)
 	for {
-		more := true
+		more, events := true, false
 		select {
 		case <-out.gone():
 			return
@@ -115,10 +123,28 @@ func (s *Server) pump(out sseWriter, v viewer) {
 			for _, b := range batches {
 				pieces = append(pieces, s.sseBatch(b, v.entitled))
 			}
+			events = len(batches) > 0
 			clear(batches) // do not pin them while idle
 		}
 		if len(pieces) > 0 && !out.write(pieces) {
 			return
+		}
+		// Pacing: after a write of events, no other for the gap; what
+		// is published meanwhile waits, and goes out in one write.
+		if gap := s.writeGap(); events && more && gap > 0 {
+			if pace == nil {
+				pace = time.NewTimer(gap)
+				defer pace.Stop()
+			} else {
+				pace.Reset(gap)
+			}
+			select {
+			case <-out.gone():
+				return
+			case <-s.done:
+				return
+			case <-pace.C:
+			}
 		}
 		clear(pieces)
 		pieces = pieces[:0]
@@ -137,7 +163,13 @@ type sseKey struct{ entitled bool }
 // first viewer that needs them and shared with the others.
 func (s *Server) sseBatch(b *hub.Batch, entitled bool) []byte {
 	return b.Memo(sseKey{entitled}, func() any {
-		var out []byte
+		// Sized up front: the bytes of every batch are garbage soon,
+		// and the collector's work follows what is allocated.
+		n := 0
+		for _, ev := range b.Events {
+			n += len(sseIDPrefix) + len(ev.ID) + len(sseDataPrefix) + len(s.payload(ev, entitled)) + 3
+		}
+		out := make([]byte, 0, n)
 		for _, ev := range b.Events {
 			out = appendSSE(out, ev.ID, s.payload(ev, entitled))
 		}

@@ -50,7 +50,10 @@ type wsHijacker struct {
 	// gated: a new Engine.IO connection (not the upgrade of a polling
 	// one), whose reads wait for release (see wsConn.gate).
 	gated bool
-	conn  atomic.Pointer[wsConn]
+	// pace returns the shortest time between two writes to the
+	// connection (Server.writeGap); nil: none.
+	pace func() time.Duration
+	conn atomic.Pointer[wsConn]
 }
 
 func (w *wsHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -59,6 +62,7 @@ func (w *wsHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	c := newWSConn(conn, w.gated)
+	c.pace = w.pace
 	w.conn.Store(c)
 	return c, brw, nil
 }
@@ -125,6 +129,7 @@ type wsConn struct {
 	libMark int         // lib[:libMark] is already in out
 	held    [][]byte    // own frames waiting for the library's message to end
 	queued  int         // bytes in out, lib[libMark:] and held
+	own     bool        // out holds frames of WriteFrames (see pace)
 	frames  frameTracker
 	err     error // sticky: the connection is unusable
 	closing bool
@@ -132,10 +137,19 @@ type wsConn struct {
 	kick        chan struct{} // capacity 1: something is queued (or closing)
 	flusherDone chan struct{}
 	closeOnce   sync.Once
+	closed      chan struct{} // closed by Close: the flusher stops waiting
+
+	// pace returns the shortest time between two writes of the feed's
+	// frames (set before the first Write; nil: none). Like an SSE stream
+	// (Server.pump), a connection whose last write carried feed frames
+	// (WriteFrames) waits that long before the next write, which then
+	// sends everything queued meanwhile; writes of the library's frames
+	// alone (handshake, pings) do not make it wait.
+	pace func() time.Duration
 }
 
 func newWSConn(conn net.Conn, gated bool) *wsConn {
-	c := &wsConn{Conn: conn, kick: make(chan struct{}, 1), flusherDone: make(chan struct{})}
+	c := &wsConn{Conn: conn, kick: make(chan struct{}, 1), flusherDone: make(chan struct{}), closed: make(chan struct{})}
 	if gated {
 		c.gate = make(chan struct{})
 		c.gateStop = time.AfterFunc(wsGateTimeout, c.release).Stop
@@ -199,6 +213,7 @@ func (c *wsConn) WriteFrames(pieces [][]byte) error {
 		return err
 	}
 	c.queued += n
+	c.own = true
 	if c.frames.between() {
 		c.sealLib()
 		c.queue(pieces...)
@@ -250,13 +265,22 @@ func (c *wsConn) wake() {
 
 func (c *wsConn) flusher() {
 	defer close(c.flusherDone)
-	var deadline time.Time // of the connection's writes
+	var (
+		deadline time.Time   // of the connection's writes
+		pace     *time.Timer // see below
+	)
+	defer func() {
+		if pace != nil {
+			pace.Stop()
+		}
+	}()
 	for range c.kick {
 		c.mu.Lock()
 		c.sealLib()
-		out, lib := c.out, c.lib
+		out, lib, own := c.out, c.lib, c.own
 		c.out, c.lib, c.libMark = nil, nil, 0
-		c.queued = 0 // but for held frames (rare: see Write)
+		c.own = len(c.held) > 0 // held frames go out in a later write
+		c.queued = 0            // but for held frames (rare: see Write)
 		for _, h := range c.held {
 			c.queued += len(h)
 		}
@@ -293,6 +317,22 @@ func (c *wsConn) flusher() {
 		if closing {
 			return
 		}
+		// Pacing: after a write of feed frames, no other for the gap;
+		// what is queued meanwhile goes out in one write.
+		if c.pace == nil || !own || len(out) == 0 {
+			continue
+		}
+		if gap := c.pace(); gap > 0 {
+			if pace == nil {
+				pace = time.NewTimer(gap)
+			} else {
+				pace.Reset(gap)
+			}
+			select {
+			case <-pace.C:
+			case <-c.closed:
+			}
+		}
 	}
 }
 
@@ -324,6 +364,7 @@ func (c *wsConn) Close() error {
 		}
 		_ = c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
 		c.mu.Unlock()
+		close(c.closed)
 		select {
 		case c.kick <- struct{}{}:
 		default:

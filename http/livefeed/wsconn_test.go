@@ -240,3 +240,61 @@ func TestWSConnGatesReadsUntilReleased(t *testing.T) {
 		t.Fatalf("read %q after release", s)
 	}
 }
+
+// A connection whose last write carried feed frames less than a gap ago
+// (wsConn.pace) holds what comes next until the gap is over, then sends it
+// all at once.
+func TestWSConnPacesWrites(t *testing.T) {
+	const gap = 100 * time.Millisecond
+	a, b := net.Pipe()
+	c := newWSConn(a, false)
+	c.pace = func() time.Duration { return gap }
+	defer c.Close()
+	type read struct {
+		at   time.Time
+		data string
+	}
+	reads := make(chan read, 16)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := b.Read(buf)
+			if err != nil {
+				close(reads)
+				return
+			}
+			reads <- read{time.Now(), string(buf[:n])}
+		}
+	}()
+	next := func(want string) time.Time {
+		t.Helper()
+		var got string
+		var at time.Time
+		for len(got) < len(want) {
+			r, ok := <-reads
+			if !ok {
+				t.Fatalf("connection closed after %q", got)
+			}
+			got += r.data
+			at = r.at
+		}
+		if got != want {
+			t.Fatalf("got %q, want %q", got, want)
+		}
+		return at
+	}
+	frame := func(s string) []byte { return appendTextFrame(nil, []byte(s)) }
+	if _, err := c.Write([]byte(wsUpgradeResponse)); err != nil {
+		t.Fatal(err)
+	}
+	next(wsUpgradeResponse) // the library's bytes alone: no gap after them
+	_ = c.WriteFrames([][]byte{frame("one")})
+	first := next(string(frame("one")))
+	// Within the gap: both wait for its end and go out together.
+	_ = c.WriteFrames([][]byte{frame("two")})
+	_ = c.WriteFrames([][]byte{frame("three")})
+	second := next(string(frame("two")) + string(frame("three")))
+	if d := second.Sub(first); d < gap*8/10 {
+		t.Errorf("second write %v after the first, want about %v", d, gap)
+	}
+}
