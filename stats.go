@@ -38,6 +38,16 @@ type Stats interface {
 	Sensors(ctx context.Context, w Window) ([]SensorGroup, error)
 }
 
+// BriefLatester is implemented by stores in which reading a few fields of
+// an event costs much less than reading all of them (a column store).
+// LatestBrief answers as Stats.Latest does (the same events, in the same
+// order), but only ID, Domain, ReceivedTime, CreateTime, PeerType, SrcIP,
+// Dst.Country and URL are sure to be filled; the others may be zero.
+// querySingleIP prints no more.
+type BriefLatester interface {
+	LatestBrief(ctx context.Context, w Window, src netip.Addr, limit int) ([]Event, error)
+}
+
 // TimeField selects which time of an event a Window filters on. PEBA's
 // endpoints differ (peba.md §3): most use recievedTime, a few createTime.
 type TimeField uint8

@@ -472,3 +472,42 @@ func (s *Store) DeleteEventsBefore(ctx context.Context, t time.Time) (int64, err
 	}
 	return n, nil
 }
+
+// rowShape is what Latest reads of each event row: the columns and their
+// scan.
+type rowShape struct {
+	cols string
+	scan func(*sql.Rows) (peba.Event, error)
+}
+
+var (
+	fullRows  = rowShape{eventColumns, scanEvent}
+	briefRows = rowShape{briefColumns, scanBrief}
+)
+
+// briefColumns are the columns of peba.BriefLatester's fields.
+const briefColumns = `id, community, received_time, create_time, peer_type, src_ip, dst_country, url`
+
+// scanBrief reads one row selected with briefColumns; the other fields stay
+// zero (ports: peba.NoPort).
+func scanBrief(rows *sql.Rows) (peba.Event, error) {
+	var (
+		e                   peba.Event
+		community           bool
+		srcIP               string
+		received, createdAt time.Time
+	)
+	if err := rows.Scan(&e.ID, &community, &received, &createdAt, &e.PeerType, &srcIP, &e.Dst.Country, &e.URL); err != nil {
+		return e, fmt.Errorf("cannot scan event: %w", err)
+	}
+	e.Domain = peba.DomainPrivate
+	if community {
+		e.Domain = peba.DomainCommunity
+	}
+	e.ReceivedTime = received.UTC()
+	e.CreateTime = createdAt.UTC()
+	e.SrcPort, e.DstPort = peba.NoPort, peba.NoPort
+	var err error
+	e.SrcIP, err = storerow.ParseAddr(srcIP)
+	return e, err
+}

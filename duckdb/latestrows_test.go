@@ -62,6 +62,22 @@ func TestLatestSourceRows(t *testing.T) {
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("Latest(%+v, %s, %d) =\n  %v with the index\n  %v without", w, src, limit, got, want)
 			}
+			// The brief rows (querySingleIP) of the same path: the same
+			// events, with their brief fields.
+			brief, err := s.LatestBrief(ctx, w, src, limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(brief) != len(want) {
+				t.Fatalf("LatestBrief(%+v, %s, %d): %d events, want %d", w, src, limit, len(brief), len(want))
+			}
+			for i, e := range want {
+				b := brief[i]
+				if b.ID != e.ID || b.Domain != e.Domain || !b.ReceivedTime.Equal(e.ReceivedTime) || !b.CreateTime.Equal(e.CreateTime) ||
+					b.PeerType != e.PeerType || b.SrcIP != e.SrcIP || b.Dst.Country != e.Dst.Country || b.URL != e.URL {
+					t.Fatalf("LatestBrief(%+v, %s, %d)[%d] =\n  %+v\nwant the fields of\n  %+v", w, src, limit, i, b, e)
+				}
+			}
 		}
 	}
 	before := latestRowsServed.Load()

@@ -296,7 +296,33 @@ func testStatsLatest(t *testing.T, s StatsStore) {
 				t.Errorf("%s: Latest event %s =\n  %+v\nwant\n  %+v", c.name, e.ID, e, want)
 			}
 		}
+		if b, ok := s.(peba.BriefLatester); ok {
+			brief, err := b.LatestBrief(ctx, c.w, c.src, c.limit)
+			if err != nil {
+				t.Fatalf("%s: LatestBrief: %v", c.name, err)
+			}
+			if g := ids(brief); !slices.Equal(g, c.want) {
+				t.Errorf("%s: LatestBrief = %v, want %v", c.name, g, c.want)
+			}
+			for _, e := range brief {
+				if g, w := briefOf(e), briefOf(stored(all[e.ID])); g != w {
+					t.Errorf("%s: LatestBrief event %s =\n  %+v\nwant\n  %+v", c.name, e.ID, g, w)
+				}
+			}
+		}
 	}
+}
+
+// brief is what peba.BriefLatester promises of an event.
+type brief struct {
+	id, peerType, dstCountry, url string
+	domain                        peba.Domain
+	received, created             time.Time
+	src                           netip.Addr
+}
+
+func briefOf(e peba.Event) brief {
+	return brief{e.ID, e.PeerType, e.Dst.Country, e.URL, e.Domain, e.ReceivedTime, e.CreateTime, e.SrcIP}
 }
 
 func testStatsSensors(t *testing.T, s StatsStore) {

@@ -101,7 +101,11 @@ func (a *API) handleQuerySingleIP(w http.ResponseWriter, r *http.Request) {
 	}
 	ds := domains(q.Get("ci"), c)
 	a.answer(w, r, "querySingleIP?ip="+ip.String(), ds, true, func(ctx context.Context) (response, time.Duration, error) {
-		evs, err := a.stats.Latest(ctx, peba.Window{Domains: ds, Field: peba.Created}, ip, a.cfg.MaxAlerts)
+		latest := a.stats.Latest
+		if b, ok := a.stats.(peba.BriefLatester); ok {
+			latest = b.LatestBrief // the fields printed below, fewer to read
+		}
+		evs, err := latest(ctx, peba.Window{Domains: ds, Field: peba.Created}, ip, a.cfg.MaxAlerts)
 		if err != nil {
 			return response{}, 0, err
 		}
