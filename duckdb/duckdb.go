@@ -66,7 +66,8 @@ type Store struct {
 	closed bool
 	srcIdx srcIndexState // guarded by mu (srcindex.go)
 	tops   topsHint      // guarded by mu (tops_summary.go)
-	ids    idFilter      // guarded by mu (idfilter.go)
+	ids    idFilter      // written under mu and idsMu; read under either (idfilter.go)
+	idsMu  sync.Mutex    // lets CertainlyNew read ids while an append holds mu
 	recent recentCache   // the newest events (recent.go)
 	times  recentTimes   // the received times of the last day (recent.go)
 	memo   memoState     // what was read of closed buckets (memo.go)

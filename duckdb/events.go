@@ -119,7 +119,9 @@ func (s *Store) AppendEvents(ctx context.Context, events []peba.Event) (peba.App
 	if err != nil {
 		return peba.AppendResult{}, fmt.Errorf("cannot append events: %w", err)
 	}
-	s.ids.add(res.Inserted)        // committed: the de-duplication filter (idfilter.go)
+	s.idsMu.Lock()
+	s.ids.add(res.Inserted) // committed: the de-duplication filter (idfilter.go)
+	s.idsMu.Unlock()
 	s.rememberRecent(res.Inserted) // committed: the cache of the newest events (recent.go)
 	return res, nil
 }
@@ -138,7 +140,10 @@ func (s *Store) maintainRollups(ctx context.Context, inserted []peba.Event) erro
 // IDs that the de-duplication filter (idfilter.go) does not rule out are
 // looked up, in the range of their create times.
 func (s *Store) storedIDs(ctx context.Context, events []peba.Event, candidates []int) (map[string]bool, error) {
-	if err := s.ids.load(ctx, s.wconn); err != nil {
+	s.idsMu.Lock()
+	err := s.ids.load(ctx, s.wconn)
+	s.idsMu.Unlock()
+	if err != nil {
 		return nil, err
 	}
 	var ids []string
@@ -510,4 +515,23 @@ func scanBrief(rows *sql.Rows) (peba.Event, error) {
 	var err error
 	e.SrcIP, err = storerow.ParseAddr(srcIP)
 	return e, err
+}
+
+// CertainlyNew reports, for each event, whether it is certainly not stored
+// yet, from the de-duplication filter alone (idfilter.go): false means
+// "maybe stored", also before the first append loaded the filter. It does
+// not wait for an append in progress, so that the ingest pipeline can ask
+// at journal time (ingest.Options.Fresh: the live feed publishes those
+// events before they are applied).
+func (s *Store) CertainlyNew(events []peba.Event) []bool {
+	out := make([]bool, len(events))
+	s.idsMu.Lock()
+	defer s.idsMu.Unlock()
+	if !s.ids.loaded {
+		return out
+	}
+	for i := range events {
+		out[i] = !s.ids.mayBeStored(events[i].ID, events[i].CreateTime)
+	}
+	return out
 }

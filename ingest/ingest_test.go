@@ -420,3 +420,101 @@ func TestOverloadedWhileQueueIsFull(t *testing.T) {
 		t.Fatal("Overloaded after the queue was committed")
 	}
 }
+
+// heldStore blocks AppendEvents while hold is set, to keep journaled
+// events from being applied.
+type heldStore struct {
+	*duckdb.Store
+	mu   sync.Mutex
+	hold chan struct{}
+}
+
+func (h *heldStore) AppendEvents(ctx context.Context, ev []peba.Event) (peba.AppendResult, error) {
+	h.mu.Lock()
+	c := h.hold
+	h.mu.Unlock()
+	if c != nil {
+		<-c
+	}
+	return h.Store.AppendEvents(ctx, ev)
+}
+
+// With Options.Fresh (the DuckDB store's ID filter), journaled events the
+// store certainly does not hold are published before they are applied, and
+// every event is still published once: not again when a resend of its batch
+// arrives while it waits to be applied, nor after, nor by the apply.
+func TestFreshEventsArePublishedAtJournalTimeOnce(t *testing.T) {
+	h := &heldStore{Store: openStore(t)}
+	var mu sync.Mutex
+	published := map[string]int{}
+	count := func(prefix string) (n int) {
+		mu.Lock()
+		defer mu.Unlock()
+		for id, k := range published {
+			if strings.HasPrefix(id, prefix) {
+				n += k
+			}
+		}
+		return n
+	}
+	p := ingest.New(h, nil, nil, ingest.Options{Journal: openJournal(t, t.TempDir()), Fresh: h.CertainlyNew,
+		OnCommit: func(ev []peba.Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, e := range ev {
+				published[e.ID]++
+			}
+		}})
+	ctx := context.Background()
+	submit := func(evs []peba.Event) {
+		t.Helper()
+		if _, err := p.Submit(ctx, peba.DomainCommunity, evs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The filter is loaded by the first append; until then nothing is
+	// certainly new, and events are published after their apply.
+	submit(events("w", 5))
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := count("w"); n != 5 {
+		t.Fatalf("warm-up: %d publications, want 5", n)
+	}
+
+	release := make(chan struct{})
+	h.mu.Lock()
+	h.hold = release
+	h.mu.Unlock()
+	submit(events("a", 20)) // acknowledged once journaled; the apply waits
+	if n := count("a"); n != 20 {
+		t.Fatalf("%d of 20 new events published before their apply, want all", n)
+	}
+	submit(events("a", 20)) // a resend while the first copy waits
+	if n := count("a"); n != 20 {
+		t.Fatalf("a resend in flight was published again: %d publications", n)
+	}
+	h.mu.Lock()
+	h.hold = nil
+	h.mu.Unlock()
+	close(release)
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	submit(events("a", 20)) // a resend after the apply
+	submit(events("b", 3))  // new events again
+	if err := p.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for id, k := range published {
+		if k != 1 {
+			t.Errorf("event %s published %d times", id, k)
+		}
+	}
+	if len(published) != 28 {
+		t.Errorf("%d events published, want 28", len(published))
+	}
+	if _, total, _ := h.FindEvents(ctx, peba.EventFilter{}); total != 28 {
+		t.Errorf("stored %d, want 28", total)
+	}
+}

@@ -146,9 +146,15 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		}
 		defer jr.Close()
 	}
+	// The live feed shows events the embedded store certainly does not hold
+	// yet as soon as they are journaled (durable), not after the apply.
+	var fresh func([]peba.Event) []bool
+	if f, ok := store.(interface{ CertainlyNew([]peba.Event) []bool }); ok && onCommit != nil {
+		fresh = f.CertainlyNew
+	}
 	pipe := ingest.New(store, geo, blobs, ingest.Options{
 		QueueEvents: cfg.QueueEvents, MaxBatch: cfg.CommitMaxBatch, ApplyBatch: cfg.CommitMaxBatch, Registerer: reg, Logger: log,
-		OnCommit: onCommit, Journal: jr,
+		OnCommit: onCommit, Journal: jr, Fresh: fresh,
 	})
 	t = time.Now()
 	rec, err := pipe.Recover(ctx)
