@@ -243,19 +243,13 @@ func scanEvent(rows *sql.Rows) (peba.Event, error) {
 	if err != nil {
 		return e, fmt.Errorf("cannot scan event: %w", err)
 	}
-	e.Domain = peba.DomainPrivate
-	if community {
-		e.Domain = peba.DomainCommunity
-	}
-	e.ReceivedTime = received.UTC()
-	e.CreateTime = createdAt.UTC()
+	setRowBasics(&e, community, received, createdAt)
 	if e.SrcIP, err = storerow.ParseAddr(srcIP); err != nil {
 		return e, err
 	}
 	if e.DstIP, err = storerow.ParseAddr(dstIP); err != nil {
 		return e, err
 	}
-	e.SrcPort, e.DstPort = peba.NoPort, peba.NoPort
 	if srcPort.Valid {
 		e.SrcPort = srcPort.Int32
 	}
@@ -379,7 +373,7 @@ func (s *Store) FindEvents(ctx context.Context, f peba.EventFilter) ([]peba.Even
 	if f.Offset > 0 {
 		q += fmt.Sprintf(" OFFSET %d", f.Offset)
 	}
-	out, err := s.queryEvents(ctx, q, args...)
+	out, err := s.queryEvents(ctx, fullRows, q, args...)
 	if err != nil {
 		return nil, 0, fmt.Errorf("cannot find events: %w", err)
 	}
@@ -412,7 +406,7 @@ func (s *Store) ExportEvents(ctx context.Context, fn func(*peba.Event) error) er
 			args = []any{lastTime, lastTime, lastID}
 		}
 		q += fmt.Sprintf(" ORDER BY received_time, id LIMIT %d", exportPage)
-		page, err := s.queryEvents(ctx, q, args...)
+		page, err := s.queryEvents(ctx, fullRows, q, args...)
 		if err != nil {
 			return fmt.Errorf("cannot export events: %w", err)
 		}
@@ -427,23 +421,6 @@ func (s *Store) ExportEvents(ctx context.Context, fn func(*peba.Event) error) er
 		first = false
 		lastTime, lastID = page[len(page)-1].ReceivedTime, page[len(page)-1].ID
 	}
-}
-
-func (s *Store) queryEvents(ctx context.Context, q string, args ...any) ([]peba.Event, error) {
-	rows, err := s.db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []peba.Event
-	for rows.Next() {
-		e, err := scanEvent(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
 }
 
 // DeleteEventsBefore implements peba.Store. Payload records stay: they
@@ -505,16 +482,22 @@ func scanBrief(rows *sql.Rows) (peba.Event, error) {
 	if err := rows.Scan(&e.ID, &community, &received, &createdAt, &e.PeerType, &srcIP, &e.Dst.Country, &e.URL); err != nil {
 		return e, fmt.Errorf("cannot scan event: %w", err)
 	}
+	setRowBasics(&e, community, received, createdAt)
+	var err error
+	e.SrcIP, err = storerow.ParseAddr(srcIP)
+	return e, err
+}
+
+// setRowBasics sets what both row shapes derive from their columns: the
+// domain, the times in UTC, and no ports until the row says otherwise.
+func setRowBasics(e *peba.Event, community bool, received, created time.Time) {
 	e.Domain = peba.DomainPrivate
 	if community {
 		e.Domain = peba.DomainCommunity
 	}
 	e.ReceivedTime = received.UTC()
-	e.CreateTime = createdAt.UTC()
+	e.CreateTime = created.UTC()
 	e.SrcPort, e.DstPort = peba.NoPort, peba.NoPort
-	var err error
-	e.SrcIP, err = storerow.ParseAddr(srcIP)
-	return e, err
 }
 
 // CertainlyNew reports, for each event, whether it is certainly not stored

@@ -981,20 +981,7 @@ func (s *Store) latestHours(ctx context.Context, w peba.Window, part func(peba.W
 		cands, start = first, limit
 	}
 	for i := start; i < len(hours); i += limit {
-		var parts []wherePart
-		for _, r := range hourRuns(hours[i:min(len(hours), i+limit)]) {
-			sw := w
-			from, to := time.UnixMicro(int64(r[1])*hourUS).UTC(), time.UnixMicro(int64(r[0]+1)*hourUS).UTC()
-			if sw.From.Before(from) {
-				sw.From = from
-			}
-			if to.Before(sw.To) {
-				sw.To = to
-			}
-			if p, ok := part(sw); ok {
-				parts = append(parts, p)
-			}
-		}
+		parts := hourParts(w, hours[i:min(len(hours), i+limit)], part)
 		if len(parts) == 0 {
 			continue
 		}
@@ -1036,37 +1023,15 @@ func (s *Store) latestHoursRows(ctx context.Context, w peba.Window, part func(pe
 	col := timeColumnOf(w.Field)
 	var sel []string
 	var args []any
-	for _, r := range hourRuns(hours[:min(len(hours), limit)]) {
-		sw := w
-		from, to := time.UnixMicro(int64(r[1])*hourUS).UTC(), time.UnixMicro(int64(r[0]+1)*hourUS).UTC()
-		if sw.From.Before(from) {
-			sw.From = from
-		}
-		if to.Before(sw.To) {
-			sw.To = to
-		}
-		if p, ok := part(sw); ok {
-			sel = append(sel, "SELECT "+shape.cols+" FROM events"+p.where)
-			args = append(args, p.args...)
-		}
+	for _, p := range hourParts(w, hours[:min(len(hours), limit)], part) {
+		sel = append(sel, "SELECT "+shape.cols+" FROM events"+p.where)
+		args = append(args, p.args...)
 	}
 	if len(sel) == 0 {
 		return nil, all, nil
 	}
 	q := "SELECT * FROM (" + strings.Join(sel, " UNION ALL ") + ") ORDER BY " + col + " DESC, id LIMIT ?"
-	rows, err := s.q(ctx).QueryContext(ctx, q, append(args, limit)...)
-	if err != nil {
-		return nil, false, fmt.Errorf("cannot query latest events: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		e, err := shape.scan(rows)
-		if err != nil {
-			return nil, false, fmt.Errorf("cannot query latest events: %w", err)
-		}
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
+	if out, err = s.queryEvents(ctx, shape, q, append(args, limit)...); err != nil {
 		return nil, false, fmt.Errorf("cannot query latest events: %w", err)
 	}
 	sortLatest(out, w.Field)
@@ -1170,24 +1135,51 @@ func (s *Store) fetchRows(ctx context.Context, f peba.TimeField, cands []latestC
 		args = append(args, cands[j-1].t, cands[i].t, ids)
 		i = j
 	}
-	rows, err := s.q(ctx).QueryContext(ctx, strings.Join(parts, " UNION ALL "), args...)
+	out, err := s.queryEvents(ctx, shape, strings.Join(parts, " UNION ALL "), args...)
 	if err != nil {
 		return nil, fmt.Errorf("cannot query latest events: %w", err)
+	}
+	sortLatest(out, f)
+	return out, nil
+}
+
+// queryEvents runs q, which selects shape.cols, and scans its rows (in the
+// read transaction of ctx, if any).
+func (s *Store) queryEvents(ctx context.Context, shape rowShape, q string, args ...any) ([]peba.Event, error) {
+	rows, err := s.q(ctx).QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
 	}
 	defer rows.Close()
 	var out []peba.Event
 	for rows.Next() {
 		e, err := shape.scan(rows)
 		if err != nil {
-			return nil, fmt.Errorf("cannot query latest events: %w", err)
+			return nil, err
 		}
 		out = append(out, e)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("cannot query latest events: %w", err)
+	return out, rows.Err()
+}
+
+// hourParts returns part's WHERE clauses of w cut to each run of hours
+// (hour numbers, newest first, as latestHourList gives them).
+func hourParts(w peba.Window, hours []int32, part func(peba.Window) (wherePart, bool)) []wherePart {
+	var parts []wherePart
+	for _, r := range hourRuns(hours) {
+		sw := w
+		from, to := time.UnixMicro(int64(r[1])*hourUS).UTC(), time.UnixMicro(int64(r[0]+1)*hourUS).UTC()
+		if sw.From.Before(from) {
+			sw.From = from
+		}
+		if to.Before(sw.To) {
+			sw.To = to
+		}
+		if p, ok := part(sw); ok {
+			parts = append(parts, p)
+		}
 	}
-	sortLatest(out, f)
-	return out, nil
+	return parts
 }
 
 // sortLatest orders events as Latest does: newest first by the time field

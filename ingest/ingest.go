@@ -665,22 +665,20 @@ func (p *Pipeline) publishEarly(data []*request) {
 	if p.opt.Fresh == nil || p.opt.OnCommit == nil || p.jr == nil {
 		return
 	}
-	var evs []peba.Event
-	for _, r := range data {
-		evs = append(evs, r.events...)
-	}
-	fresh := p.opt.Fresh(evs)
-	out := evs[:0] // evs is this function's own copy
+	var out []peba.Event // copies: the hub keeps what it is given
 	p.emu.Lock()
 	if p.early == nil {
 		p.early = map[string]struct{}{}
 	}
-	for i := range evs {
-		if _, passed := p.early[evs[i].ID]; !fresh[i] || passed {
-			continue
+	for _, r := range data {
+		fresh := p.opt.Fresh(r.events)
+		for i := range r.events {
+			if _, passed := p.early[r.events[i].ID]; !fresh[i] || passed {
+				continue
+			}
+			p.early[r.events[i].ID] = struct{}{}
+			out = append(out, r.events[i])
 		}
-		p.early[evs[i].ID] = struct{}{}
-		out = append(out, evs[i])
 	}
 	p.emu.Unlock()
 	if len(out) > 0 {
