@@ -158,24 +158,30 @@ func (s *Store) loadRecent(ctx context.Context) error {
 	return nil
 }
 
-// latestRecent answers Latest(w, no source, limit) from the cache; ok is
-// false if the cache cannot tell (not loaded, or it may lack events of w).
-func (s *Store) latestRecent(w peba.Window, limit int) (out []peba.Event, ok bool) {
-	if w.Field != peba.Received || limit > recentMax {
-		return nil, false
-	}
-	from, to := w.From, w.To
+// recentBounds is what the cache's answers test of w: its bounds as the
+// table stores times (zero: open), and which domains it takes.
+func recentBounds(w peba.Window) (from, to time.Time, community, private bool) {
+	from, to = w.From, w.To
 	if !from.IsZero() {
 		from = dbTime(from)
 	}
 	if !to.IsZero() {
 		to = dbTime(to)
 	}
-	var community, private bool
 	for _, d := range w.Domains {
 		community = community || d == peba.DomainCommunity
 		private = private || d == peba.DomainPrivate
 	}
+	return from, to, community, private
+}
+
+// latestRecent answers Latest(w, no source, limit) from the cache; ok is
+// false if the cache cannot tell (not loaded, or it may lack events of w).
+func (s *Store) latestRecent(w peba.Window, limit int) (out []peba.Event, ok bool) {
+	if w.Field != peba.Received || limit > recentMax {
+		return nil, false
+	}
+	from, to, community, private := recentBounds(w)
 	c := &s.recent
 	c.mu.RLock()
 	defer c.mu.RUnlock()

@@ -30,18 +30,7 @@ func (s *Store) latestRecentSource(ctx context.Context, w peba.Window, src netip
 		return nil, false, nil
 	}
 	src = src.Unmap()
-	from, to := w.From, w.To
-	if !from.IsZero() {
-		from = dbTime(from)
-	}
-	if !to.IsZero() {
-		to = dbTime(to)
-	}
-	var community, private bool
-	for _, d := range w.Domains {
-		community = community || d == peba.DomainCommunity
-		private = private || d == peba.DomainPrivate
-	}
+	from, to, community, private := recentBounds(w)
 	field := func(e *peba.Event) time.Time {
 		if w.Field == peba.Created {
 			return e.CreateTime
