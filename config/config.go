@@ -50,9 +50,11 @@ type Config struct {
 
 	QueueEvents    int           // QUEUEEVENTS: events waiting for commit before ingest answers 503
 	CommitMaxBatch int           // COMMITMAXEVENTS: events in one group commit
+	QueueWait      time.Duration // QUEUEWAIT: how long a post waits for room in a full queue
 	ShutdownGrace  time.Duration // SHUTDOWNGRACE
 
 	DuckDBMemoryLimit string // DUCKDB_MEMORY_LIMIT
+	DuckDBThreads     int    // DUCKDB_THREADS
 
 	// PostgresDSN selects the multi-node mode: events, users and payloads
 	// live in this PostgreSQL database instead of DATADIR, shared by every
@@ -176,6 +178,14 @@ var options = []option{
 	{"MAXPAYLOADBYTES", "10485760", "payloads larger than this are hashed but not kept", false, integer(0, func(c *Config) *int { return &c.MaxPayloadBytes })},
 	{"MAXFIELDBYTES", "65536", "longer text fields are truncated (and the truncation recorded)", false, integer(256, func(c *Config) *int { return &c.MaxFieldBytes })},
 	{"QUEUEEVENTS", "20000", "events accepted but not yet in the store before ingest answers 503 + Retry-After (bounds memory)", false, integer(1, func(c *Config) *int { return &c.QueueEvents })},
+	{"QUEUEWAIT", "50ms", "how long an EWS post waits for room when the queue is full before it is answered 503 + Retry-After (0: at once)", false, func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d > time.Minute {
+			return errors.New("must be a duration from 0 to 1m, such as 50ms")
+		}
+		c.QueueWait = d
+		return nil
+	}},
 	{"COMMITMAXEVENTS", "10000", "most events journaled in one group commit, and applied to the store in one transaction", false, integer(1, func(c *Config) *int { return &c.CommitMaxBatch })},
 	{"SHUTDOWNGRACE", "10s", "how long shutdown waits for in-flight requests and commits", false, func(c *Config, v string) error {
 		d, err := time.ParseDuration(v)
@@ -185,7 +195,8 @@ var options = []option{
 		c.ShutdownGrace = d
 		return nil
 	}},
-	{"DUCKDB_MEMORY_LIMIT", "", "DuckDB memory_limit (empty: the store default, 256MB)", false, str(func(c *Config) *string { return &c.DuckDBMemoryLimit })},
+	{"DUCKDB_THREADS", "0", "DuckDB worker threads (0: one per CPU but one, at least 1)", false, integer(0, func(c *Config) *int { return &c.DuckDBThreads })},
+	{"DUCKDB_MEMORY_LIMIT", "", "DuckDB memory_limit (empty: the store default, 128MB; raise it if the log shows DuckDB out-of-memory errors)", false, str(func(c *Config) *string { return &c.DuckDBMemoryLimit })},
 	{"POSTGRES_DSN", "", "PostgreSQL database shared by several nodes (postgres://user:pass@host/db?sslmode=...); empty: embedded DuckDB in DATADIR", true, func(c *Config, v string) error {
 		c.PostgresDSN = v
 		if v != "" && !strings.HasPrefix(v, "postgres://") && !strings.HasPrefix(v, "postgresql://") && !strings.Contains(v, "=") {

@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"net/url"
 	"regexp"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -31,7 +32,7 @@ type Options struct {
 	// DefaultMemoryLimit). Without a cap DuckDB takes 80% of the machine's RAM
 	// for caching (storage-bakeoff.md note 6).
 	MemoryLimit string
-	// Threads is DuckDB's worker thread count (default: number of CPUs).
+	// Threads is DuckDB's worker thread count (default DefaultThreads).
 	Threads int
 	// CheckpointThreshold is the WAL size that triggers an automatic
 	// checkpoint inside a commit, e.g. "128MB" (default
@@ -39,15 +40,30 @@ type Options struct {
 	CheckpointThreshold string
 }
 
-// Defaults, from BenchmarkAppendCommit (1M events in 100-event appends, one
-// process per setting, 2 CPUs): peak RSS stayed at 380-430 MiB with a 256MB
-// memory limit, under the service's 512 MiB budget. A 128MB checkpoint
-// threshold gave the smallest commit stalls: max 2.1 s against 12.5 s with
-// DuckDB's 16MB default and 4.3 s (plus a 23 s checkpoint at Close) with 1GB.
+// Defaults. A 128MB checkpoint threshold gave the smallest commit stalls
+// (BenchmarkAppendCommit, 1M events in 100-event appends, 2 CPUs): max 2.1 s
+// against 12.5 s with DuckDB's 16MB default and 4.3 s (plus a 23 s
+// checkpoint at Close) with 1GB.
+//
+// The memory limit is mostly a cache of blocks DuckDB wrote or read, which
+// it fills to the limit while ingesting: at 50k alerts/s `serve` peaked at
+// 540-610 MiB RSS with 256MB and 460-490 MiB with 128MB, for the same rate
+// (docs/performance.md, session 6). The statistics endpoints on 10M events
+// were as fast with 128MB (their closed-bucket memos are Go memory), and
+// the largest statement of ingest, the src_index merge, ran at 10M events
+// in 48MB.
 const (
-	DefaultMemoryLimit         = "256MB"
+	DefaultMemoryLimit         = "128MB"
 	DefaultCheckpointThreshold = "128MB"
 )
+
+// DefaultThreads is DuckDB's worker thread count unless set: one per CPU
+// but one, which is left to the Go side (HTTP, decoding, journal, live
+// feed). With a thread per CPU, on 2 CPUs, DuckDB's idle worker spins for
+// work and its parallel plans compete with the ingest handlers: ingest
+// took 30 µs of CPU per alert against 25.5 µs with one thread, and the
+// statistics endpoints on 10M events were within noise (session 6).
+func DefaultThreads() int { return max(1, runtime.NumCPU()-1) }
 
 // sizeRE accepts DuckDB size literals such as "1GB", "256MiB", "512 MB". The
 // values go into a DSN, so nothing else is allowed through.
@@ -104,9 +120,10 @@ func Open(path string, opt Options) (*Store, error) {
 	q := url.Values{}
 	q.Set("memory_limit", opt.MemoryLimit)
 	q.Set("checkpoint_threshold", opt.CheckpointThreshold)
-	if opt.Threads > 0 {
-		q.Set("threads", strconv.Itoa(opt.Threads))
+	if opt.Threads == 0 {
+		opt.Threads = DefaultThreads()
 	}
+	q.Set("threads", strconv.Itoa(opt.Threads))
 	// The data directory is ours: keep DuckDB from fetching extensions over
 	// the network at run time.
 	q.Set("autoinstall_known_extensions", "false")

@@ -147,6 +147,17 @@ func (h *Hub) Publish(events []peba.Event) {
 		return
 	}
 	now := h.now()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return
+	}
+	h.published.Add(float64(len(events)))
+	// Without subscribers only the replay keeps events: copy its newest
+	// ReplaySize, not a whole ingest batch (thousands, at full ingest).
+	if len(h.subs) == 0 {
+		events = events[max(0, len(events)-h.size):]
+	}
 	evs := make([]*peba.Event, len(events))
 	for i := range events {
 		ev := new(peba.Event)
@@ -157,12 +168,6 @@ func (h *Hub) Publish(events []peba.Event) {
 		evs[i] = ev
 	}
 	var delivered, dropped int
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
-		return
-	}
-	h.published.Add(float64(len(events)))
 	for _, ev := range evs {
 		h.remember(entry{ev: ev, at: now})
 	}

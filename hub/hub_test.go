@@ -62,6 +62,29 @@ func TestReplaySizeAndOrder(t *testing.T) {
 	eq(t, ids(s), "5")
 }
 
+// A batch larger than the replay, published while nobody listens (the hub
+// then copies only what it keeps), still leaves its newest events in order.
+func TestReplayOfABigBatchWithoutSubscribers(t *testing.T) {
+	h := hub.New(hub.Options{ReplaySize: 3})
+	h.Publish([]peba.Event{ev("a", peba.DomainCommunity), ev("b", peba.DomainCommunity)})
+	var big []peba.Event
+	for i := range 10 {
+		big = append(big, ev(fmt.Sprint(i), peba.DomainCommunity))
+	}
+	h.Publish(big)
+	s := h.Subscribe(anon)
+	defer s.Close()
+	eq(t, ids(s), "7", "8", "9")
+	h.Publish([]peba.Event{ev("x", peba.DomainCommunity), ev("y", peba.DomainCommunity)})
+	eq(t, ids(s), "x", "y")
+	h2 := hub.New(hub.Options{ReplaySize: 3})
+	h2.Publish(big[:2])
+	h2.Publish(big[2:3])
+	s2 := h2.Subscribe(anon)
+	defer s2.Close()
+	eq(t, ids(s2), "0", "1", "2")
+}
+
 func TestReplayAge(t *testing.T) {
 	c := &clock{t: time.Unix(1e9, 0)}
 	h := hub.New(hub.Options{ReplayAge: time.Minute, Now: c.now})

@@ -70,7 +70,7 @@ type Options struct {
 	// were new. Each event is passed once: an event of a resend that is
 	// still waiting to be applied is not passed again. An event that the
 	// store refuses after its acknowledgement (counted as refused) will
-	// have been passed.
+	// have been passed. The pipeline owns the slice Fresh returns.
 	Fresh func([]peba.Event) []bool
 	// Now is the clock (tests inject one).
 	Now func() time.Time
@@ -124,6 +124,10 @@ type Pipeline struct {
 
 	emu   sync.Mutex
 	early map[string]struct{} // IDs passed to OnCommit at journal time, not yet applied
+
+	roomMu  sync.Mutex
+	room    chan struct{} // closed (and replaced) when queued shrinks while waiters > 0
+	waiters atomic.Int32  // callers in WaitRoom
 
 	mCommit     prometheus.Histogram
 	mGroup      prometheus.Histogram
@@ -225,14 +229,14 @@ func (p *Pipeline) Submit(ctx context.Context, domain peba.Domain, events []peba
 		return Result{}, ErrOverloaded
 	}
 	if err := p.enrich(domain, events); err != nil {
-		p.queued.Add(-n)
+		p.release(int(n))
 		return Result{}, err
 	}
 	// A journaled batch is acknowledged; if the store refused it later, it
 	// would be lost. Refuse it now instead, while the sender can hear it.
 	for i := range events {
 		if err := peba.ValidateEvent(&events[i]); err != nil {
-			p.queued.Add(-n)
+			p.release(int(n))
 			return Result{}, peba.Errorf(peba.EINVALID, "event %d: %s", i, err)
 		}
 	}
@@ -240,7 +244,7 @@ func (p *Pipeline) Submit(ctx context.Context, domain peba.Domain, events []peba
 	p.mu.RLock()
 	if p.closed {
 		p.mu.RUnlock()
-		p.queued.Add(-n)
+		p.release(int(n))
 		return Result{}, ErrClosed
 	}
 	p.queue <- req
@@ -251,6 +255,60 @@ func (p *Pipeline) Submit(ctx context.Context, domain peba.Domain, events []peba
 		return Result{}, err
 	}
 	return Result{Accepted: len(events)}, nil
+}
+
+// WaitRoom waits up to max for the queue to have room, and reports whether
+// it has. An ingest handler calls it before it reads a body: a sender that
+// would be refused with 503 (and, like ewsposter, spool its batch for its
+// next cycle, minutes later) is instead answered as soon as the store has
+// applied the transaction in progress, and a sender that resends at once
+// does not make the server read and refuse its body in a loop. Room is not
+// reserved: Submit may still refuse the batch if others took it first.
+func (p *Pipeline) WaitRoom(ctx context.Context, max time.Duration) bool {
+	if !p.Overloaded() {
+		return true
+	}
+	if max <= 0 {
+		return false
+	}
+	p.waiters.Add(1)
+	defer p.waiters.Add(-1)
+	t := time.NewTimer(max)
+	defer t.Stop()
+	for {
+		p.roomMu.Lock()
+		if p.room == nil {
+			p.room = make(chan struct{})
+		}
+		ch := p.room
+		p.roomMu.Unlock()
+		// Checked after taking ch, so a release in between is not missed.
+		if !p.Overloaded() {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-t.C:
+			return !p.Overloaded()
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// release takes n events off the admission count and wakes WaitRoom's
+// callers, if any.
+func (p *Pipeline) release(n int) {
+	p.queued.Add(-int64(n))
+	if p.waiters.Load() == 0 {
+		return
+	}
+	p.roomMu.Lock()
+	if p.room != nil {
+		close(p.room)
+		p.room = nil
+	}
+	p.roomMu.Unlock()
 }
 
 // Overloaded reports whether the queue is full, so that Submit would
@@ -343,7 +401,7 @@ func (p *Pipeline) commit(data []*request, n int, flushed []chan struct{}) {
 			batches[i] = r.events
 		}
 		_, errs := p.apply(batches, n, false, true)
-		p.queued.Add(-int64(n))
+		p.release(n)
 		for i, r := range data {
 			err := errs[i]
 			if err != nil {
@@ -382,7 +440,7 @@ func (p *Pipeline) journal(data []*request, n int, flushed []chan struct{}) {
 		pos, err := p.jr.Append(recs...)
 		p.mJournal.Observe(time.Since(t).Seconds())
 		if err != nil {
-			p.queued.Add(-int64(n))
+			p.release(n)
 			p.mEvents.WithLabelValues("failed").Add(float64(n))
 			p.log.Error("Cannot journal events", "events", n, "error", err)
 			for _, r := range data {
@@ -455,7 +513,7 @@ func (p *Pipeline) applyJournaled(batches [][]peba.Event, n int, pos journal.Pos
 		}
 	}
 	p.unapplied.Add(-int64(n))
-	p.queued.Add(-int64(n))
+	p.release(n)
 	if !complete {
 		return
 	}
@@ -665,19 +723,39 @@ func (p *Pipeline) publishEarly(data []*request) {
 	if p.opt.Fresh == nil || p.opt.OnCommit == nil || p.jr == nil {
 		return
 	}
-	var out []peba.Event // copies: the hub keeps what it is given
+	// One call for the group. A group of one batch whose events all go is
+	// passed as it is (OnCommit copies what it keeps); otherwise the events
+	// that go are gathered.
+	var out []peba.Event
+	n := 0
+	for _, r := range data {
+		n += len(r.events)
+	}
 	p.emu.Lock()
 	if p.early == nil {
 		p.early = map[string]struct{}{}
 	}
 	for _, r := range data {
-		fresh := p.opt.Fresh(r.events)
+		keep := p.opt.Fresh(r.events) // then: whether it goes now
+		all := true
 		for i := range r.events {
-			if _, passed := p.early[r.events[i].ID]; !fresh[i] || passed {
+			if _, passed := p.early[r.events[i].ID]; !keep[i] || passed {
+				keep[i], all = false, false
 				continue
 			}
 			p.early[r.events[i].ID] = struct{}{}
-			out = append(out, r.events[i])
+		}
+		if all && len(data) == 1 {
+			out = r.events
+			break
+		}
+		if out == nil {
+			out = make([]peba.Event, 0, n)
+		}
+		for i := range r.events {
+			if keep[i] {
+				out = append(out, r.events[i])
+			}
 		}
 	}
 	p.emu.Unlock()

@@ -421,6 +421,63 @@ func TestOverloadedWhileQueueIsFull(t *testing.T) {
 	}
 }
 
+// A sender that finds the queue full waits up to WaitRoom's bound: it is
+// refused if the store is still busy when the bound passes, and admitted as
+// soon as the apply in progress makes room, not at the end of the bound.
+func TestWaitRoomWaitsForTheApplyInProgress(t *testing.T) {
+	ctx := context.Background()
+	g := &gatedStore{Store: openStore(t), entered: make(chan struct{}), release: make(chan struct{})}
+	p := ingest.New(g, nil, nil, ingest.Options{QueueEvents: 10})
+	defer p.Close(ctx)
+	if !p.WaitRoom(ctx, 0) {
+		t.Fatal("no room in an empty queue")
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.Submit(ctx, peba.DomainCommunity, events("full", 10))
+		done <- err
+	}()
+	<-g.entered
+
+	t0 := time.Now()
+	if p.WaitRoom(ctx, 30*time.Millisecond) {
+		t.Fatal("room while the store holds the whole queue")
+	}
+	if d := time.Since(t0); d < 30*time.Millisecond {
+		t.Fatalf("refused after %s, before the bound of 30ms", d)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if p.WaitRoom(cctx, time.Minute) {
+		t.Fatal("room reported to a cancelled caller while the queue is full")
+	}
+
+	waited := make(chan bool, 1)
+	go func() { waited <- p.WaitRoom(ctx, time.Minute) }()
+	select {
+	case ok := <-waited:
+		t.Fatalf("WaitRoom returned %v before the store made room", ok)
+	case <-time.After(50 * time.Millisecond):
+	}
+	t0 = time.Now()
+	close(g.release)
+	select {
+	case ok := <-waited:
+		if !ok {
+			t.Fatal("no room after the apply")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("WaitRoom not woken by the apply")
+	}
+	t.Logf("woken %s after the store was released", time.Since(t0))
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Submit(ctx, peba.DomainCommunity, events("after", 10)); err != nil {
+		t.Fatalf("admitted by WaitRoom, then: %v", err)
+	}
+}
+
 // heldStore blocks AppendEvents while hold is set, to keep journaled
 // events from being applied.
 type heldStore struct {

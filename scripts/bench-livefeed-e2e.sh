@@ -24,7 +24,7 @@ coproc V { PEBA_LIVEFEED_LOADCLIENT=1 PEBA_LIVEFEED_URL=http://127.0.0.1:19900 P
 while read -r line <&"${V[0]}"; do case "$line" in "LOAD ready"*) echo "$line"; break ;; esac; done
 sleep 1
 echo "go $(date +%s%N)" >&"${V[1]}"
-"$BIN" bench ingest -url http://127.0.0.1:19900/ews-0.1/alert/postSimpleMessage -duration 5s -clients "$IC" -batch "$B" 2>&1 | head -3
+"$BIN" bench ingest -url http://127.0.0.1:19900/ews-0.1/alert/postSimpleMessage -duration "${DUR:-5s}" -clients "$IC" -batch "$B" 2>&1 | head -3
 sleep 1
 echo stop >&"${V[1]}"
 while read -r line <&"${V[0]}"; do case "$line" in "LOAD result"*) echo "${line#LOAD result }" >"$D/res.json"; break ;; esac; done

@@ -87,8 +87,13 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 		go func() {
 			defer wg.Done()
 			var local []time.Duration
+			var body []byte
 			for ctx.Err() == nil {
-				body := gen.next(c)
+				// A refused batch is sent again, as ewsposter resends what it
+				// spooled: the run's alerts are each acknowledged once.
+				if body == nil {
+					body = gen.next(c)
+				}
 				t := time.Now()
 				var err error
 				if *decodeOnly {
@@ -110,6 +115,7 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 				}
 				local = append(local, time.Since(t))
 				alerts.Add(int64(*batch))
+				body = nil
 			}
 			mu.Lock()
 			latencies = append(latencies, local...)

@@ -67,7 +67,7 @@ func openStore(cfg *config.Config) (storeEngine, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("cannot create data directory: %w", err)
 	}
-	st, err := duckdb.Open(filepath.Join(cfg.DataDir, "peba.duckdb"), duckdb.Options{MemoryLimit: cfg.DuckDBMemoryLimit})
+	st, err := duckdb.Open(filepath.Join(cfg.DataDir, "peba.duckdb"), duckdb.Options{MemoryLimit: cfg.DuckDBMemoryLimit, Threads: cfg.DuckDBThreads})
 	if err != nil {
 		if strings.Contains(err.Error(), "lock") {
 			return nil, fmt.Errorf("cannot open the database in %s (is a peba server running on it? stop it first): %w", cfg.DataDir, err)
@@ -184,6 +184,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	api := pebaapi.New(pebaapi.Config{
 		MaxBodyBytes:    cfg.MaxBodyBytes,
+		QueueWait:       cfg.QueueWait,
 		Decode:          ews.Options{MaxAlerts: cfg.MaxAlertsPerPost, MaxFieldBytes: cfg.MaxFieldBytes, MaxPayloadBytes: cfg.MaxPayloadBytes},
 		MaxAlerts:       cfg.MaxAlerts,
 		BadIPTimespan:   cfg.BadIPTimespan,

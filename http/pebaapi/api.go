@@ -24,6 +24,9 @@ import (
 type Config struct {
 	MaxBodyBytes int64
 	Decode       ews.Options
+	// QueueWait is how long an EWS post waits for room in a full ingest
+	// queue before it is answered 503 (QUEUEWAIT); 0 answers at once.
+	QueueWait time.Duration
 
 	MaxAlerts       int    // MAXALERTS: size of retrieveAlertsCyber and querySingleIP
 	BadIPTimespan   int    // BADIPTIMESPAN: minutes of retrieveIPs

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/peba-go/peba"
 	"github.com/peba-go/peba/auth"
@@ -21,6 +22,12 @@ import (
 // (peba.md §4.1, ewsposter.md §3.4). Any other answer makes it spool and
 // resend the batch, which is what we want whenever we did not commit it.
 const resultOK = "<Result><StatusCode>OK</StatusCode><Text></Text></Result>"
+
+// roomWaiter is implemented by an ingest stage with an admission bound
+// (ingest.Pipeline).
+type roomWaiter interface {
+	WaitRoom(ctx context.Context, max time.Duration) bool
+}
 
 // handlePostSimpleMessage is PEBA's PUT service: POST /ews-0.1/alert/postSimpleMessage.
 //
@@ -50,8 +57,10 @@ func (a *API) handlePostSimpleMessage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// A full ingest queue refuses before the body is read and decoded:
-	// that work would be wasted and slow the store further (ingest.Overloaded).
-	if o, ok := a.ingest.(interface{ Overloaded() bool }); ok && o.Overloaded() {
+	// that work would be wasted and slow the store further. It waits up to
+	// QueueWait for the transaction being applied to make room first
+	// (ingest.Pipeline.WaitRoom).
+	if o, ok := a.ingest.(roomWaiter); ok && !o.WaitRoom(r.Context(), a.cfg.QueueWait) {
 		a.unavailable(w, r, peba.ErrorMessage(ingest.ErrOverloaded), src)
 		return
 	}
