@@ -217,12 +217,12 @@ func (s *Store) latestRecent(w peba.Window, limit int) (out []peba.Event, ok boo
 // windows (retrieveIPs, blocklists; recent_sources.go). Binary search in
 // sorted times is exact at any bound. Loaded, maintained and emptied like
 // the newest events above; recentTimesMax bounds the memory (16 bytes per
-// event) when ingest is so fast that a day holds more events: then the
+// event, 32 MB) when ingest is so fast that a day holds more events: then the
 // times cover less than recentSpan, and older windows are read from the
 // database.
 var (
 	recentSpan     = 25 * time.Hour
-	recentTimesMax = 4_000_000
+	recentTimesMax = 2_000_000
 )
 
 // recentEvent is one event of recentTimes: its received time in µs and its
@@ -324,9 +324,11 @@ func (c *recentTimes) trim(now time.Time) {
 	c.lo = lo
 	for d := range c.ev {
 		i, _ := slices.BinarySearchFunc(c.ev[d], lo, cmpRecentUS)
-		if i > 0 {
-			c.ev[d] = slices.Clone(c.ev[d][i:])
-		}
+		// Resliced, not copied: at the bound every append drops as many
+		// as it adds, and a copy of up to recentTimesMax entries per apply
+		// cost 64 MB of garbage each time. The dropped front is freed when
+		// append next moves the live part to a new array.
+		c.ev[d] = c.ev[d][i:]
 	}
 	c.names.compact(&c.ev)
 }
