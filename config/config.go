@@ -51,6 +51,7 @@ type Config struct {
 	QueueEvents    int           // QUEUEEVENTS: events waiting for commit before ingest answers 503
 	CommitMaxBatch int           // COMMITMAXEVENTS: events in one group commit
 	QueueWait      time.Duration // QUEUEWAIT: how long a post waits for room in a full queue
+	ApplyDelay     time.Duration // APPLYDELAY: how long journaled events wait to share a store transaction
 	ShutdownGrace  time.Duration // SHUTDOWNGRACE
 
 	DuckDBMemoryLimit string // DUCKDB_MEMORY_LIMIT
@@ -184,6 +185,14 @@ var options = []option{
 			return errors.New("must be a duration from 0 to 1m, such as 50ms")
 		}
 		c.QueueWait = d
+		return nil
+	}},
+	{"APPLYDELAY", "200ms", "how long journaled events wait for more to share one store transaction (delays statistics, not acknowledgements nor the live feed; 0: at once)", false, func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d > 10*time.Second {
+			return errors.New("must be a duration from 0 to 10s, such as 200ms")
+		}
+		c.ApplyDelay = d
 		return nil
 	}},
 	{"COMMITMAXEVENTS", "10000", "most events journaled in one group commit, and applied to the store in one transaction", false, integer(1, func(c *Config) *int { return &c.CommitMaxBatch })},

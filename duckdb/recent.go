@@ -443,11 +443,17 @@ func (s *Store) countRecent(w peba.Window) (n int64, ok bool) {
 	return int64(len(ev[0]) + len(ev[1])), ok
 }
 
-// warmRecent loads the newest events and the recent times after Open, so
+// warmRecent loads the ID filter, the newest events and the recent times after Open, so
 // that the first requests do not pay for it (50-100 ms on 10M events). A
 // failure only leaves them to be loaded on first use.
 func (s *Store) warmRecent() {
 	ctx := context.Background()
+	// The de-duplication filter too: until it is loaded, CertainlyNew
+	// knows nothing, and the live feed shows events only after they are
+	// applied (with APPLYDELAY, hundreds of milliseconds after a start).
+	s.idsMu.Lock()
+	_ = s.ids.load(ctx, s.db)
+	s.idsMu.Unlock()
 	_ = s.loadRecent(ctx)
 	_ = s.loadTimes(ctx)
 }

@@ -54,6 +54,15 @@ type Options struct {
 	// ApplyBatch bounds the events of one store transaction that applies
 	// journaled batches. Default 50,000.
 	ApplyBatch int
+	// ApplyDelay, with a Journal, is how long the applier waits for more
+	// journaled batches before it starts a store transaction with fewer
+	// than ApplyBatch events; 0 starts at once. A DuckDB transaction has a
+	// fixed cost of milliseconds (statements, rollups, commit), so at a few
+	// thousand events per second many small transactions kept a core busy
+	// that the live feed needed. It delays only what the store shows, not
+	// acknowledgements (journal) nor the live feed (Fresh); a flush or a
+	// queue half full ends the wait.
+	ApplyDelay time.Duration
 	// Journal, if set, makes Submit return after an fsynced journal append
 	// and the store be written behind it; the caller opens and closes it
 	// (after Close). Nil: Submit returns after the store transaction.
@@ -472,9 +481,12 @@ func (p *Pipeline) applyLoop() {
 	// arena: DuckDB's allocations, spread over ten threads' arenas, held
 	// ~50 MB more RSS at 50k alerts/s (docs/performance.md, session 6).
 	runtime.LockOSThread()
+	var wait *time.Timer
 	for g := range p.applyq {
 		gs := []*group{g}
 		n := g.n
+		hurry := len(g.flushed) > 0
+		waiting := false
 	fill:
 		for n < p.opt.ApplyBatch {
 			select {
@@ -484,9 +496,36 @@ func (p *Pipeline) applyLoop() {
 				}
 				gs = append(gs, g2)
 				n += g2.n
+				hurry = hurry || len(g2.flushed) > 0
+				continue
 			default:
+			}
+			if hurry || p.opt.ApplyDelay <= 0 || p.queued.Load() >= int64(p.opt.QueueEvents/2) {
+				break
+			}
+			if !waiting {
+				waiting = true
+				if wait == nil {
+					wait = time.NewTimer(p.opt.ApplyDelay)
+				} else {
+					wait.Reset(p.opt.ApplyDelay)
+				}
+			}
+			select {
+			case g2, ok := <-p.applyq:
+				if !ok {
+					break fill
+				}
+				gs = append(gs, g2)
+				n += g2.n
+				hurry = hurry || len(g2.flushed) > 0
+			case <-wait.C:
+				waiting = false
 				break fill
 			}
+		}
+		if waiting {
+			wait.Stop() // Go 1.23+: no stale tick is delivered after Stop or Reset
 		}
 		var batches [][]peba.Event
 		var pos journal.Pos

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -574,4 +575,93 @@ func TestFreshEventsArePublishedAtJournalTimeOnce(t *testing.T) {
 	if _, total, _ := h.FindEvents(ctx, peba.EventFilter{}); total != 28 {
 		t.Errorf("stored %d, want 28", total)
 	}
+}
+
+// countingStore records the size of every store transaction.
+type countingStore struct {
+	*duckdb.Store
+	mu    sync.Mutex
+	sizes []int
+}
+
+func (c *countingStore) AppendEvents(ctx context.Context, ev []peba.Event) (peba.AppendResult, error) {
+	c.mu.Lock()
+	c.sizes = append(c.sizes, len(ev))
+	c.mu.Unlock()
+	return c.Store.AppendEvents(ctx, ev)
+}
+
+func (c *countingStore) transactions() []int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.sizes)
+}
+
+// waitStored polls until the store holds n events.
+func waitStored(t *testing.T, st *duckdb.Store, n int, within time.Duration) time.Duration {
+	t.Helper()
+	t0 := time.Now()
+	for {
+		_, total, err := st.FindEvents(context.Background(), peba.EventFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if total == int64(n) {
+			return time.Since(t0)
+		}
+		if time.Since(t0) > within {
+			t.Fatalf("stored %d events after %s, want %d", total, within, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// With ApplyDelay, batches journaled within the delay share one store
+// transaction; a Flush or a queue half full does not wait for it.
+func TestApplyDelayGathersBatchesIntoOneTransaction(t *testing.T) {
+	ctx := context.Background()
+	t.Run("gathered", func(t *testing.T) {
+		cs := &countingStore{Store: openStore(t)}
+		p := ingest.New(cs, nil, nil, ingest.Options{Journal: openJournal(t, t.TempDir()), ApplyDelay: time.Second})
+		defer p.Close(ctx)
+		t0 := time.Now()
+		for i := range 5 {
+			if _, err := p.Submit(ctx, peba.DomainCommunity, events(fmt.Sprintf("g%d", i), 10)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if d := time.Since(t0); d > 500*time.Millisecond {
+			t.Skipf("5 journal appends took %s: too slow a disk to tell", d)
+		}
+		waitStored(t, cs.Store, 50, 10*time.Second)
+		if got := cs.transactions(); !slices.Equal(got, []int{50}) {
+			t.Fatalf("transactions %v, want one of 50", got)
+		}
+		if d := time.Since(t0); d < 900*time.Millisecond {
+			t.Fatalf("applied after %s, before the delay of 1s", d)
+		}
+	})
+	t.Run("flush", func(t *testing.T) {
+		cs := &countingStore{Store: openStore(t)}
+		p := ingest.New(cs, nil, nil, ingest.Options{Journal: openJournal(t, t.TempDir()), ApplyDelay: time.Minute})
+		defer p.Close(ctx)
+		if _, err := p.Submit(ctx, peba.DomainCommunity, events("f", 10)); err != nil {
+			t.Fatal(err)
+		}
+		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := p.Flush(fctx); err != nil {
+			t.Fatalf("Flush waited for the apply delay: %v", err)
+		}
+		waitStored(t, cs.Store, 10, time.Second)
+	})
+	t.Run("queue half full", func(t *testing.T) {
+		cs := &countingStore{Store: openStore(t)}
+		p := ingest.New(cs, nil, nil, ingest.Options{Journal: openJournal(t, t.TempDir()), ApplyDelay: time.Minute, QueueEvents: 100})
+		defer p.Close(ctx)
+		if _, err := p.Submit(ctx, peba.DomainCommunity, events("h", 60)); err != nil {
+			t.Fatal(err)
+		}
+		waitStored(t, cs.Store, 60, 10*time.Second)
+	})
 }

@@ -10,7 +10,9 @@
 #   scripts/bench-livefeed-e2e.sh sse|socketio [VIEWERS=1000] [BATCH=12] [INGEST_CLIENTS=1]
 #
 # One ingest client with batches of 12 posts about 5,000 events/s on the project's machine;
-# bench ingest prints the rate reached.
+# bench ingest prints the rate reached. RATE=5000 (with INGEST_CLIENTS=2 or more) fixes the
+# offered rate instead, so that servers are compared at the same load; DUR (5s) is the
+# length of the run; PEBA_CLIENT_BIN is the bench ingest binary (default: PEBA_BIN).
 set -u
 T=$1; N=${2:-1000}; B=${3:-12}; IC=${4:-1}
 BIN=${PEBA_BIN:-/tmp/peba}; VIEWERS=${PEBA_LIVEFEED_TEST:-/tmp/livefeed.test}
@@ -24,7 +26,8 @@ coproc V { PEBA_LIVEFEED_LOADCLIENT=1 PEBA_LIVEFEED_URL=http://127.0.0.1:19900 P
 while read -r line <&"${V[0]}"; do case "$line" in "LOAD ready"*) echo "$line"; break ;; esac; done
 sleep 1
 echo "go $(date +%s%N)" >&"${V[1]}"
-"$BIN" bench ingest -url http://127.0.0.1:19900/ews-0.1/alert/postSimpleMessage -duration "${DUR:-5s}" -clients "$IC" -batch "$B" 2>&1 | head -3
+"${PEBA_CLIENT_BIN:-$BIN}" bench ingest -url http://127.0.0.1:19900/ews-0.1/alert/postSimpleMessage -duration "${DUR:-5s}" \
+	-clients "$IC" -batch "$B" ${RATE:+-rate "$RATE"} 2>&1 | head -3
 sleep 1
 echo stop >&"${V[1]}"
 while read -r line <&"${V[0]}"; do case "$line" in "LOAD result"*) echo "${line#LOAD result }" >"$D/res.json"; break ;; esac; done

@@ -50,6 +50,7 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 	token := fs.String("token", "foth{a5maiCee8fineu7", "EWS token")
 	decodeOnly := fs.Bool("decode-only", false, "measure the decoder in-process instead of posting")
 	seed := fs.Uint64("seed", uint64(time.Now().UnixNano()), "random seed")
+	rate := fs.Float64("rate", 0, "alerts per second to send, paced over all clients (0: as fast as answers come)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -82,6 +83,13 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 		}()
 	}
 	start := time.Now()
+	// With -rate, batch k goes at start + k*every: a fixed offered load,
+	// so that runs of different servers are compared at the same rate.
+	var sent atomic.Int64
+	every := time.Duration(0)
+	if *rate > 0 {
+		every = time.Duration(float64(*batch) / *rate * float64(time.Second))
+	}
 	for c := range *clients {
 		wg.Add(1)
 		go func() {
@@ -92,6 +100,16 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 				// A refused batch is sent again, as ewsposter resends what it
 				// spooled: the run's alerts are each acknowledged once.
 				if body == nil {
+					if every > 0 {
+						at := start.Add(time.Duration(sent.Add(1)-1) * every)
+						select {
+						case <-time.After(time.Until(at)):
+						case <-ctx.Done():
+						}
+						if ctx.Err() != nil {
+							break
+						}
+					}
 					body = gen.next(c)
 				}
 				t := time.Now()
