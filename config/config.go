@@ -116,6 +116,22 @@ func integer(min int, dst func(*Config) *int) func(*Config, string) error {
 	}
 }
 
+// duration parses a duration from 0 to max (0: no bound); example shows
+// the form in the error.
+func duration(max time.Duration, example string, dst func(*Config) *time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || max > 0 && d > max {
+			if max > 0 {
+				return fmt.Errorf("must be a duration from 0 to %s, such as %s", max, example)
+			}
+			return fmt.Errorf("must be a duration such as %s", example)
+		}
+		*dst(c) = d
+		return nil
+	}
+}
+
 func prefixes(dst func(*Config) *[]netip.Prefix) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		p, err := clientip.ParsePrefixes(v)
@@ -179,31 +195,10 @@ var options = []option{
 	{"MAXPAYLOADBYTES", "10485760", "payloads larger than this are hashed but not kept", false, integer(0, func(c *Config) *int { return &c.MaxPayloadBytes })},
 	{"MAXFIELDBYTES", "65536", "longer text fields are truncated (and the truncation recorded)", false, integer(256, func(c *Config) *int { return &c.MaxFieldBytes })},
 	{"QUEUEEVENTS", "20000", "events accepted but not yet in the store before ingest answers 503 + Retry-After (bounds memory)", false, integer(1, func(c *Config) *int { return &c.QueueEvents })},
-	{"QUEUEWAIT", "50ms", "how long an EWS post waits for room when the queue is full before it is answered 503 + Retry-After (0: at once)", false, func(c *Config, v string) error {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 || d > time.Minute {
-			return errors.New("must be a duration from 0 to 1m, such as 50ms")
-		}
-		c.QueueWait = d
-		return nil
-	}},
-	{"APPLYDELAY", "200ms", "how long journaled events wait for more to share one store transaction (delays statistics, not acknowledgements nor the live feed; 0: at once)", false, func(c *Config, v string) error {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 || d > 10*time.Second {
-			return errors.New("must be a duration from 0 to 10s, such as 200ms")
-		}
-		c.ApplyDelay = d
-		return nil
-	}},
+	{"QUEUEWAIT", "50ms", "how long an EWS post waits for room when the queue is full before it is answered 503 + Retry-After (0: at once)", false, duration(time.Minute, "50ms", func(c *Config) *time.Duration { return &c.QueueWait })},
+	{"APPLYDELAY", "200ms", "how long journaled events wait for more to share one store transaction (delays statistics, not acknowledgements nor the live feed; 0: at once)", false, duration(10*time.Second, "200ms", func(c *Config) *time.Duration { return &c.ApplyDelay })},
 	{"COMMITMAXEVENTS", "10000", "most events journaled in one group commit, and applied to the store in one transaction", false, integer(1, func(c *Config) *int { return &c.CommitMaxBatch })},
-	{"SHUTDOWNGRACE", "10s", "how long shutdown waits for in-flight requests and commits", false, func(c *Config, v string) error {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			return errors.New("must be a duration such as 10s")
-		}
-		c.ShutdownGrace = d
-		return nil
-	}},
+	{"SHUTDOWNGRACE", "10s", "how long shutdown waits for in-flight requests and commits", false, duration(0, "10s", func(c *Config) *time.Duration { return &c.ShutdownGrace })},
 	{"DUCKDB_THREADS", "0", "DuckDB worker threads (0: one per CPU but one, at least 1)", false, integer(0, func(c *Config) *int { return &c.DuckDBThreads })},
 	{"DUCKDB_MEMORY_LIMIT", "", "DuckDB memory_limit (empty: the store default, 128MB; raise it if the log shows DuckDB out-of-memory errors)", false, str(func(c *Config) *string { return &c.DuckDBMemoryLimit })},
 	{"POSTGRES_DSN", "", "PostgreSQL database shared by several nodes (postgres://user:pass@host/db?sslmode=...); empty: embedded DuckDB in DATADIR", true, func(c *Config, v string) error {

@@ -151,15 +151,21 @@ func (s *Store) memoPreCommit() {
 	if len(s.memo.dirty) == 0 && !s.memo.dirtyAll {
 		return
 	}
-	s.memo.vmu.Lock()
-	for h := range s.memo.dirty {
-		s.memo.vers[h]++
-	}
-	if s.memo.dirtyAll {
-		s.memo.all++
-	}
-	s.memo.vmu.Unlock()
+	s.memo.bumpDirty()
 	s.memo.bumped = true
+}
+
+// bumpDirty advances the versions of the hours written (of all, with
+// dirtyAll) by one: odd while the write commits, even again after it.
+func (m *memoState) bumpDirty() {
+	m.vmu.Lock()
+	for h := range m.dirty {
+		m.vers[h]++
+	}
+	if m.dirtyAll {
+		m.all++
+	}
+	m.vmu.Unlock()
 }
 
 // memoPostCommit ends a write transaction (Store.mu held): after a COMMIT
@@ -167,14 +173,7 @@ func (s *Store) memoPreCommit() {
 // rollback nothing was changed. Then the marks move on.
 func (s *Store) memoPostCommit() {
 	if s.memo.bumped {
-		s.memo.vmu.Lock()
-		for h := range s.memo.dirty {
-			s.memo.vers[h]++
-		}
-		if s.memo.dirtyAll {
-			s.memo.all++
-		}
-		s.memo.vmu.Unlock()
+		s.memo.bumpDirty()
 		if s.memo.dirtyAll {
 			for _, m := range s.memo.m {
 				m.Invalidate()

@@ -590,34 +590,49 @@ func (s *Store) seriesMemo(ctx context.Context, w peba.Window, width time.Durati
 	if err != nil || !ok {
 		return nil, false, err
 	}
-	type pk struct {
-		t   int64
-		key string
-	}
-	counts := map[pk]int64{}
+	counts := map[pointKey]int64{}
 	for _, rs := range [][]aggRow{closed.rows, fresh} {
 		for i := range rs {
 			k := aggKey(dim, &rs[i])
 			if want != nil && !want[k] {
 				continue
 			}
-			counts[pk{rs[i].t, k}] += rs[i].n
+			counts[pointKey{rs[i].t, k}] += rs[i].n
 		}
 	}
+	out := pointsOf(counts)
+	if len(out) == 0 && !isLocation(dim) {
+		return nil, true, nil // as seriesKeys
+	}
+	return out, true, nil
+}
+
+// pointKey is a series point's bucket start (µs) and key.
+type pointKey struct {
+	t   int64
+	key string
+}
+
+// pointsOf returns the points of counts that are not zero (segments
+// subtracted from others can cancel), in series order; nil if none.
+func pointsOf(counts map[pointKey]int64) []peba.Point {
 	out := make([]peba.Point, 0, len(counts))
 	for k, n := range counts {
 		if n != 0 {
 			out = append(out, peba.Point{Start: time.UnixMicro(k.t).UTC(), Key: k.key, Count: n})
 		}
 	}
-	slices.SortFunc(out, func(a, b peba.Point) int {
-		if c := a.Start.Compare(b.Start); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Key, b.Key)
-	})
-	if len(out) == 0 && !isLocation(dim) {
-		return nil, true, nil // as seriesKeys
+	if len(out) == 0 {
+		return nil
 	}
-	return out, true, nil
+	slices.SortFunc(out, cmpPoints)
+	return out
+}
+
+// cmpPoints orders series points by bucket start, then key.
+func cmpPoints(a, b peba.Point) int {
+	if c := a.Start.Compare(b.Start); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Key, b.Key)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -223,28 +222,12 @@ func (s *Store) seriesHeavyMemo(ctx context.Context, w peba.Window, width time.D
 		return nil, false, nil
 	}
 	r.put(key, cp, cp.size())
-	type pk struct {
-		t   int64
-		key string
-	}
-	counts := map[pk]int64{}
+	counts := map[pointKey]int64{}
 	for _, p := range cp.points {
-		counts[pk{p.Start.UnixMicro(), p.Key}] += p.Count
+		counts[pointKey{p.Start.UnixMicro(), p.Key}] += p.Count
 	}
 	for i := range fresh {
-		counts[pk{fresh[i].t, fresh[i].k}] += fresh[i].n
+		counts[pointKey{fresh[i].t, fresh[i].k}] += fresh[i].n
 	}
-	var out []peba.Point
-	for k, n := range counts {
-		if n != 0 {
-			out = append(out, peba.Point{Start: time.UnixMicro(k.t).UTC(), Key: k.key, Count: n})
-		}
-	}
-	slices.SortFunc(out, func(a, b peba.Point) int {
-		if c := a.Start.Compare(b.Start); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Key, b.Key)
-	})
-	return out, true, nil
+	return pointsOf(counts), true, nil
 }

@@ -712,12 +712,7 @@ func (s *Store) seriesLocations(ctx context.Context, w peba.Window, width time.D
 			out = append(out, peba.Point{Start: k.start, Key: k.key, Count: n})
 		}
 	}
-	slices.SortFunc(out, func(a, b peba.Point) int {
-		if c := a.Start.Compare(b.Start); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Key, b.Key)
-	})
+	slices.SortFunc(out, cmpPoints)
 	return out, nil
 }
 

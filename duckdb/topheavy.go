@@ -442,11 +442,6 @@ func (s *Store) seriesHeavy(ctx context.Context, w peba.Window, width time.Durat
 	for bk, n := range points {
 		out = append(out, peba.Point{Start: bk.start, Key: bk.key, Count: n})
 	}
-	slices.SortFunc(out, func(a, b peba.Point) int {
-		if c := a.Start.Compare(b.Start); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Key, b.Key)
-	})
+	slices.SortFunc(out, cmpPoints)
 	return out, true, nil
 }

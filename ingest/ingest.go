@@ -489,40 +489,36 @@ func (p *Pipeline) applyLoop() {
 		waiting := false
 	fill:
 		for n < p.opt.ApplyBatch {
+			var g2 *group
+			ok := true
 			select {
-			case g2, ok := <-p.applyq:
-				if !ok {
+			case g2, ok = <-p.applyq:
+			default:
+				// Nothing waiting: start now, or wait up to ApplyDelay for more.
+				if hurry || p.opt.ApplyDelay <= 0 || p.queued.Load() >= int64(p.opt.QueueEvents/2) {
 					break fill
 				}
-				gs = append(gs, g2)
-				n += g2.n
-				hurry = hurry || len(g2.flushed) > 0
-				continue
-			default:
+				if !waiting {
+					waiting = true
+					if wait == nil {
+						wait = time.NewTimer(p.opt.ApplyDelay)
+					} else {
+						wait.Reset(p.opt.ApplyDelay)
+					}
+				}
+				select {
+				case g2, ok = <-p.applyq:
+				case <-wait.C:
+					waiting = false
+					break fill
+				}
 			}
-			if hurry || p.opt.ApplyDelay <= 0 || p.queued.Load() >= int64(p.opt.QueueEvents/2) {
+			if !ok {
 				break
 			}
-			if !waiting {
-				waiting = true
-				if wait == nil {
-					wait = time.NewTimer(p.opt.ApplyDelay)
-				} else {
-					wait.Reset(p.opt.ApplyDelay)
-				}
-			}
-			select {
-			case g2, ok := <-p.applyq:
-				if !ok {
-					break fill
-				}
-				gs = append(gs, g2)
-				n += g2.n
-				hurry = hurry || len(g2.flushed) > 0
-			case <-wait.C:
-				waiting = false
-				break fill
-			}
+			gs = append(gs, g2)
+			n += g2.n
+			hurry = hurry || len(g2.flushed) > 0
 		}
 		if waiting {
 			wait.Stop() // Go 1.23+: no stale tick is delivered after Stop or Reset
