@@ -55,7 +55,7 @@ type Store interface {
 
 // AppendResult describes what AppendEvents did.
 type AppendResult struct {
-	Inserted   []Event // events that were new, in input order
+	Inserted   []Event // events that were new, in input order (may be the input slice itself)
 	Duplicates int     // events skipped because their ID was already stored
 }
 

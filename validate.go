@@ -39,7 +39,8 @@ func ValidateEvent(e *Event) error {
 	if !finite(e.Dst.Lat) || !finite(e.Dst.Lon) {
 		return fmt.Errorf("target location is not a finite number")
 	}
-	for _, f := range eventStrings(e) {
+	var buf [30]string
+	for _, f := range eventStrings(e, &buf) {
 		if len(f) > MaxFieldLen {
 			return fmt.Errorf("field longer than %d bytes", MaxFieldLen)
 		}
@@ -59,9 +60,9 @@ func ValidateEvent(e *Event) error {
 			return fmt.Errorf("attributes longer than %d bytes", MaxFieldLen)
 		}
 	}
-	ts := []time.Time{e.ReceivedTime, e.CreateTime}
+	ts := [4]time.Time{e.ReceivedTime, e.CreateTime}
 	if p := e.Payload; p != nil {
-		ts = append(ts, p.FirstSeen, p.LastSeen)
+		ts[2], ts[3] = p.FirstSeen, p.LastSeen
 	}
 	for _, t := range ts {
 		if y := t.UTC().Year(); y < 1 || y > 9999 {
@@ -74,13 +75,14 @@ func ValidateEvent(e *Event) error {
 func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
 
 // eventStrings returns every string field of e that a store keeps (not the
-// attribute lists).
-func eventStrings(e *Event) []string {
-	fs := []string{e.ID, e.Submitter, e.Origin, e.PeerIdent, e.PeerType, e.SensorUUID,
+// attribute lists), in buf: the validation of every ingested event must not
+// allocate for it (8% of all ingest allocated, when it returned a new slice).
+func eventStrings(e *Event, buf *[30]string) []string {
+	fs := append(buf[:0], e.ID, e.Submitter, e.Origin, e.PeerIdent, e.PeerType, e.SensorUUID,
 		e.Hostname, e.ExternalIP, e.InternalIP, e.Transport, e.URL, e.VulnID, e.Username,
 		e.Password, e.Login, e.ClientVersion, e.SessionStart, e.SessionEnd, e.RawHTTP,
 		e.PayloadMD5, e.Src.Country, e.Src.CountryName, e.Src.ASN,
-		e.Dst.Country, e.Dst.CountryName, e.Dst.ASN}
+		e.Dst.Country, e.Dst.CountryName, e.Dst.ASN)
 	if p := e.Payload; p != nil {
 		fs = append(fs, p.MD5, p.FuzzyHash, p.MIME, p.InitialIP)
 	}

@@ -36,3 +36,24 @@ func TestValidateEventRejectsNonFiniteLocations(t *testing.T) {
 		}
 	}
 }
+
+// Ingest validates every event before acknowledging it, and the store
+// again: a valid event, payload and attributes included, costs no
+// allocation (it was 8% of everything ingest allocated).
+func TestValidateEventDoesNotAllocate(t *testing.T) {
+	e := Event{
+		ID: "e1", Domain: DomainCommunity, ReceivedTime: time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC),
+		CreateTime: time.Date(2026, 11, 21, 11, 59, 0, 0, time.UTC), PeerIdent: "dionaea-01", URL: "/index.html",
+		Src:            Geo{Country: "CN", Lat: 34.77, Lon: 113.72},
+		AdditionalData: []Attr{{Key: "payload_md5", Value: "d41d8cd98f00b204e9800998ecf8427e"}},
+		Requests:       []Attr{{Key: "description", Value: "Webpage"}},
+		Payload:        &Payload{MD5: "d41d8cd98f00b204e9800998ecf8427e", MIME: "text/plain"},
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		if err := ValidateEvent(&e); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("ValidateEvent allocates %.0f times per event, want 0", n)
+	}
+}

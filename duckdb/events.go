@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
+	"unsafe"
 
 	duckdbdriver "github.com/duckdb/duckdb-go/v2"
 
@@ -63,14 +65,18 @@ func (s *Store) AppendEvents(ctx context.Context, events []peba.Event) (peba.App
 	if len(candidates) == 0 {
 		return res, nil
 	}
-	// Encode before taking the writer lock: it is the CPU-heavy part.
+	// Encode before taking the writer lock: it is the CPU-heavy part. The
+	// rows share one recycled array (rowBufs).
 	rows := make([][]driver.Value, len(events))
+	vals := getRowBuf(len(candidates) * numEventColumns)
+	defer putRowBuf(vals)
 	for _, i := range candidates {
-		r, err := rowValues(&events[i])
+		r, err := appendRow((*vals)[len(*vals):len(*vals)], &events[i])
 		if err != nil {
 			return peba.AppendResult{}, peba.Errorf(peba.EINVALID, "event %d: %s", i, err)
 		}
 		rows[i] = r
+		*vals = (*vals)[:len(*vals)+len(r)]
 	}
 
 	if err := s.lockWriter(); err != nil {
@@ -82,7 +88,13 @@ func (s *Store) AppendEvents(ctx context.Context, events []peba.Event) (peba.App
 		if err != nil {
 			return err
 		}
-		inserted := make([]peba.Event, 0, len(candidates)-len(stored))
+		// Usually every event is new: Inserted is then events itself, not
+		// a copy (600 bytes an event, 6% of all ingest allocated).
+		allNew := len(stored) == 0 && len(candidates) == len(events)
+		var inserted []peba.Event
+		if !allNew {
+			inserted = make([]peba.Event, 0, len(candidates)-len(stored))
+		}
 		err = s.wconn.Raw(func(dc any) error {
 			app, err := duckdbdriver.NewAppenderFromConn(dc.(driver.Conn), "", "events")
 			if err != nil {
@@ -96,7 +108,9 @@ func (s *Store) AppendEvents(ctx context.Context, events []peba.Event) (peba.App
 					app.Close()
 					return fmt.Errorf("cannot append event %d: %w", i, err)
 				}
-				inserted = append(inserted, events[i])
+				if !allNew {
+					inserted = append(inserted, events[i])
+				}
 			}
 			if err := app.CloseWithCancel(ctx); err != nil {
 				return fmt.Errorf("cannot flush appender: %w", err)
@@ -105,6 +119,9 @@ func (s *Store) AppendEvents(ctx context.Context, events []peba.Event) (peba.App
 		})
 		if err != nil {
 			return err
+		}
+		if allNew {
+			inserted = events
 		}
 		if err := s.upsertPayloads(ctx, inserted); err != nil {
 			return err
@@ -190,8 +207,38 @@ func (s *Store) storedIDs(ctx context.Context, events []peba.Event, candidates [
 // (DuckDB VARCHAR must be valid UTF-8; the domain is a boolean column).
 func validateEvent(e *peba.Event) error { return peba.ValidateEvent(e) }
 
+// numEventColumns is the number of eventColumns.
+var numEventColumns = strings.Count(eventColumns, ",") + 1
+
+// rowBufs recycles the arrays AppendEvents encodes rows into: 640 bytes an
+// event, a tenth of everything ingest allocated when each row had its own.
+// A buffer is cleared before it goes back, so that it pins no event.
+var rowBufs sync.Pool
+
+func getRowBuf(n int) *[]driver.Value {
+	if b, ok := rowBufs.Get().(*[]driver.Value); ok && cap(*b) >= n {
+		return b
+	}
+	b := make([]driver.Value, 0, n)
+	return &b
+}
+
+func putRowBuf(b *[]driver.Value) {
+	clear(*b)
+	*b = (*b)[:0]
+	rowBufs.Put(b)
+}
+
 // rowValues returns the Appender row for e, in eventColumns order.
 func rowValues(e *peba.Event) ([]driver.Value, error) {
+	return appendRow(make([]driver.Value, 0, numEventColumns), e)
+}
+
+// appendRow is rowValues into dst (within its capacity, no allocation for
+// the row itself). Non-empty strings go as []byte views of themselves
+// (text): DuckDB copies them into its vectors either way, and the driver
+// would first copy each string into a new []byte.
+func appendRow(dst []driver.Value, e *peba.Event) ([]driver.Value, error) {
 	ad, err := encodeAttrs(e.AdditionalData)
 	if err != nil {
 		return nil, err
@@ -204,16 +251,29 @@ func rowValues(e *peba.Event) ([]driver.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []driver.Value{
-		e.ID, e.Domain == peba.DomainCommunity, e.Submitter, e.Origin,
+	return append(dst,
+		text(e.ID), e.Domain == peba.DomainCommunity, text(e.Submitter), text(e.Origin),
 		dbTime(e.ReceivedTime), dbTime(e.CreateTime),
-		e.PeerIdent, e.PeerType, e.SensorUUID, e.Hostname, e.ExternalIP, e.InternalIP,
-		storerow.AddrText(e.SrcIP), portValue(e.SrcPort), storerow.AddrText(e.DstIP), portValue(e.DstPort), e.Transport,
-		e.URL, e.VulnID, e.Username, e.Password, e.Login, e.ClientVersion, e.SessionStart, e.SessionEnd, e.RawHTTP,
-		e.PayloadMD5, ad, fs, rq,
-		e.Src.Country, e.Src.CountryName, e.Src.ASN, e.Src.Lat, e.Src.Lon,
-		e.Dst.Country, e.Dst.CountryName, e.Dst.ASN, e.Dst.Lat, e.Dst.Lon,
-	}, nil
+		text(e.PeerIdent), text(e.PeerType), text(e.SensorUUID), text(e.Hostname), text(e.ExternalIP), text(e.InternalIP),
+		text(storerow.AddrText(e.SrcIP)), portValue(e.SrcPort), text(storerow.AddrText(e.DstIP)), portValue(e.DstPort), text(e.Transport),
+		text(e.URL), text(e.VulnID), text(e.Username), text(e.Password), text(e.Login), text(e.ClientVersion),
+		text(e.SessionStart), text(e.SessionEnd), text(e.RawHTTP),
+		text(e.PayloadMD5), text(ad), text(fs), text(rq),
+		text(e.Src.Country), text(e.Src.CountryName), text(e.Src.ASN), e.Src.Lat, e.Src.Lon,
+		text(e.Dst.Country), text(e.Dst.CountryName), text(e.Dst.ASN), e.Dst.Lat, e.Dst.Lon,
+	), nil
+}
+
+// text is s for a VARCHAR column of the Appender: a read-only []byte view
+// of s, which the driver hands to DuckDB as it is (a string it would copy
+// into a new []byte first). DuckDB copies the bytes into its vector during
+// AppendRow and never writes them. The empty string stays a string: its
+// view would be nil, which the driver takes as NULL.
+func text(s string) driver.Value {
+	if s == "" {
+		return s
+	}
+	return unsafe.Slice(unsafe.StringData(s), len(s))
 }
 
 func portValue(p int32) driver.Value {

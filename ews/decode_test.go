@@ -547,3 +547,24 @@ func TestResult(t *testing.T) {
 		}
 	}
 }
+
+// The HTTP handler reads bodies into recycled buffers (pebaapi.bodyBufs), so
+// a decoded batch must not share memory with its body: overwriting the body
+// after Decode must leave every decoded event as it was.
+func TestDecodeKeepsNothingOfTheBody(t *testing.T) {
+	files := append(glob(t, "peba-samples/*.xml"), glob(t, "ewsposter/*.xml")...)
+	for _, f := range files {
+		body := mustRead(t, f)
+		got, err := Decode(body, Options{})
+		if err != nil {
+			continue // a malformed sample: nothing is kept
+		}
+		want := mustDecode(t, append([]byte(nil), body...))
+		for i := range body {
+			body[i] = 'x'
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: a decoded batch changed when its body was overwritten", filepath.Base(f))
+		}
+	}
+}

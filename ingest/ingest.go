@@ -69,7 +69,8 @@ type Options struct {
 	Journal *journal.Journal
 	// OnCommit, if set, is called by the committing goroutine with the events
 	// that were new in each store transaction (the live feed subscribes
-	// here). It must not block. Events applied by Recover are not passed.
+	// here). It must not block, and must copy what it keeps of the slice
+	// (the pipeline reuses it). Events applied by Recover are not passed.
 	OnCommit func([]peba.Event)
 	// Fresh, if set with a Journal and OnCommit, tells for each event
 	// whether the store certainly does not hold it yet (without waiting
@@ -582,10 +583,12 @@ func (p *Pipeline) refused(batch []peba.Event, err error) {
 func (p *Pipeline) apply(batches [][]peba.Event, n int, retry, publish bool) (int, []error) {
 	all := batches[0]
 	if len(batches) > 1 {
-		all = make([]peba.Event, 0, n)
+		buf := getEventBuf(n)
+		defer putEventBuf(buf)
 		for _, b := range batches {
-			all = append(all, b...)
+			*buf = append(*buf, b...)
 		}
+		all = *buf
 	}
 	errs := make([]error, len(batches))
 	inserted, err := p.appendOnce(all, publish)
@@ -613,6 +616,26 @@ func (p *Pipeline) apply(batches [][]peba.Event, n int, retry, publish bool) (in
 		errs[i] = err
 	}
 	return inserted, errs
+}
+
+// eventBufs recycles the arrays apply gathers a group's batches into (600
+// bytes an event: 6% of all ingest allocated). Neither the store nor
+// OnCommit keeps the slice they are passed, and a buffer is cleared before
+// it goes back, so that it pins no event.
+var eventBufs sync.Pool
+
+func getEventBuf(n int) *[]peba.Event {
+	if b, ok := eventBufs.Get().(*[]peba.Event); ok && cap(*b) >= n {
+		return b
+	}
+	b := make([]peba.Event, 0, n)
+	return &b
+}
+
+func putEventBuf(b *[]peba.Event) {
+	clear(*b)
+	*b = (*b)[:0]
+	eventBufs.Put(b)
 }
 
 // sleep waits for d and reports false if Close gave up meanwhile.
@@ -768,6 +791,7 @@ func (p *Pipeline) publishEarly(data []*request) {
 	// passed as it is (OnCommit copies what it keeps); otherwise the events
 	// that go are gathered.
 	var out []peba.Event
+	var buf *[]peba.Event
 	n := 0
 	for _, r := range data {
 		n += len(r.events)
@@ -790,14 +814,16 @@ func (p *Pipeline) publishEarly(data []*request) {
 			out = r.events
 			break
 		}
-		if out == nil {
-			out = make([]peba.Event, 0, n)
+		if buf == nil {
+			buf = getEventBuf(n)
+			defer putEventBuf(buf)
 		}
 		for i := range r.events {
 			if keep[i] {
-				out = append(out, r.events[i])
+				*buf = append(*buf, r.events[i])
 			}
 		}
+		out = *buf
 	}
 	p.emu.Unlock()
 	if len(out) > 0 {
@@ -815,7 +841,8 @@ func (p *Pipeline) notEarly(inserted []peba.Event) []peba.Event {
 	if len(p.early) == 0 {
 		return inserted
 	}
-	out := make([]peba.Event, 0, len(inserted))
+	// Usually every event was passed early: allocate only for the others.
+	var out []peba.Event
 	for i := range inserted {
 		if _, passed := p.early[inserted[i].ID]; !passed {
 			out = append(out, inserted[i])

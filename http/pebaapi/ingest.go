@@ -1,6 +1,7 @@
 package pebaapi
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/peba-go/peba"
@@ -22,6 +24,24 @@ import (
 // (peba.md §4.1, ewsposter.md §3.4). Any other answer makes it spool and
 // resend the batch, which is what we want whenever we did not commit it.
 const resultOK = "<Result><StatusCode>OK</StatusCode><Text></Text></Result>"
+
+// bodyBufs recycles the buffers POST bodies are read into. The decoder
+// copies everything it keeps (ews.TestDecodeKeepsNothingOfTheBody), so a
+// buffer is free again once the handler returns. io.ReadAll grew a new
+// slice from 512 bytes for every POST: a fifth of all the memory ingest
+// allocated at full load (docs/performance.md, session 7).
+var bodyBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledBody is the largest buffer kept for reuse; a rare huge body is
+// left to the garbage collector instead of being pinned in the pool.
+const maxPooledBody = 4 << 20
+
+func putBodyBuf(b *bytes.Buffer) {
+	if b.Cap() <= maxPooledBody {
+		b.Reset()
+		bodyBufs.Put(b)
+	}
+}
 
 // roomWaiter is implemented by an ingest stage with an admission bound
 // (ingest.Pipeline).
@@ -64,7 +84,10 @@ func (a *API) handlePostSimpleMessage(w http.ResponseWriter, r *http.Request) {
 		a.unavailable(w, r, peba.ErrorMessage(ingest.ErrOverloaded), src)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.cfg.MaxBodyBytes))
+	buf := bodyBufs.Get().(*bytes.Buffer)
+	defer putBodyBuf(buf)
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, a.cfg.MaxBodyBytes))
+	body := buf.Bytes()
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
