@@ -77,17 +77,20 @@ type Hub struct {
 
 	mu     sync.Mutex
 	subs   map[*Sub]struct{}
-	ring   []entry // replay ring, len <= size
-	next   int     // ring index of the next write once the ring is full
+	ring   []entry      // replay ring, len <= size
+	slots  []peba.Event // what ring entries inSlot point to, by ring index
+	next   int          // ring index of the next write once the ring is full
 	closed bool
+	done   chan struct{} // closed by Close
 
 	published, delivered, dropped prometheus.Counter
 	subscribers                   prometheus.Gauge
 }
 
 type entry struct {
-	ev *peba.Event
-	at time.Time
+	ev     *peba.Event
+	at     time.Time
+	inSlot bool // ev is the ring's slot for this position (rememberInSlot)
 }
 
 // New returns a Hub.
@@ -98,6 +101,7 @@ func New(opt Options) *Hub {
 		buf:  opt.SubscriberBuffer,
 		now:  opt.Now,
 		subs: make(map[*Sub]struct{}),
+		done: make(chan struct{}),
 		published: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "peba_livefeed_published_events_total", Help: "Events published to the live feed hub.",
 		}),
@@ -153,10 +157,15 @@ func (h *Hub) Publish(events []peba.Event) {
 		return
 	}
 	h.published.Add(float64(len(events)))
-	// Without subscribers only the replay keeps events: copy its newest
-	// ReplaySize, not a whole ingest batch (thousands, at full ingest).
+	// Without subscribers only the replay keeps events: its newest
+	// ReplaySize are copied into the ring's own slots, without allocating
+	// (with nobody watching, a copy of every published event was a fifth
+	// of all the memory ingest allocated; docs/performance.md, session 7).
 	if len(h.subs) == 0 {
-		events = events[max(0, len(events)-h.size):]
+		for i := max(0, len(events)-h.size); i < len(events); i++ {
+			h.rememberInSlot(&events[i], now)
+		}
+		return
 	}
 	evs := make([]*peba.Event, len(events))
 	for i := range events {
@@ -231,6 +240,25 @@ func (h *Hub) remember(e entry) {
 	h.next = (h.next + 1) % h.size
 }
 
+// rememberInSlot adds a copy of ev to the replay ring in the ring's own
+// slot for its position, which only that ring entry points to until replay
+// hands it out (and moves it to memory of its own). h.mu must be held.
+func (h *Hub) rememberInSlot(ev *peba.Event, at time.Time) {
+	if h.size == 0 {
+		return
+	}
+	if h.slots == nil {
+		h.slots = make([]peba.Event, h.size)
+	}
+	i := h.next
+	if len(h.ring) < h.size {
+		i = len(h.ring)
+	}
+	h.slots[i] = *ev
+	h.slots[i].Payload = nil
+	h.remember(entry{ev: &h.slots[i], at: at, inSlot: true})
+}
+
 // Subscribe registers a subscriber that receives events one by one on
 // Sub.C. Its channel first holds the replay (the newest ReplaySize events
 // published within ReplayAge that f admits, oldest first), then every later
@@ -249,7 +277,8 @@ func (h *Hub) Subscribe(f Filter) *Sub {
 		s.closed = true
 		return s
 	}
-	for _, ev := range h.replay(s.set) {
+	evs, _ := h.replay(s.set)
+	for _, ev := range evs {
 		s.c <- ev
 	}
 	h.add(s)
@@ -278,8 +307,8 @@ func (h *Hub) SubscribeBatches(f Filter) *Sub {
 		s.ready <- struct{}{}
 		return s
 	}
-	if evs := h.replay(s.set); len(evs) > 0 {
-		s.push(&Batch{Events: evs})
+	if evs, at := h.replay(s.set); len(evs) > 0 {
+		s.push(&Batch{Events: evs, At: at})
 	}
 	h.add(s)
 	return s
@@ -289,20 +318,30 @@ func (h *Hub) newSub(f Filter) *Sub {
 	return &Sub{h: h, set: newDomainSet(f.Domains), limit: h.buf}
 }
 
-// replay returns the replay for a new subscriber of set. h.mu must be held.
-func (h *Hub) replay(set domainSet) []*peba.Event {
+// replay returns the replay for a new subscriber of set, and when each of
+// its events was published. h.mu must be held.
+func (h *Hub) replay(set domainSet) ([]*peba.Event, []time.Time) {
 	var out []*peba.Event
+	var at []time.Time
 	cutoff := h.now().Add(-h.age)
 	n := len(h.ring)
 	for i := 0; i < n; i++ {
-		e := h.ring[(h.next+i)%n] // oldest first
+		k := (h.next + i) % n // oldest first
+		e := &h.ring[k]
 		if e.at.Before(cutoff) || !set.has(e.ev.Domain) {
 			continue
 		}
+		if e.inSlot {
+			// Subscribers keep what they get: the slot is reused.
+			c := new(peba.Event)
+			*c = *e.ev
+			e.ev, e.inSlot = c, false
+		}
 		out = append(out, e.ev)
+		at = append(at, e.at)
 	}
 	h.delivered.Add(float64(len(out)))
-	return out
+	return out, at
 }
 
 // add registers s. h.mu must be held.
@@ -320,6 +359,7 @@ func (h *Hub) Close() {
 		return
 	}
 	h.closed = true
+	close(h.done)
 	for s := range h.subs {
 		h.unsubscribe(s)
 	}
@@ -367,6 +407,10 @@ type Sub struct {
 // of that filter: receivers must not modify it or its events.
 type Batch struct {
 	Events []*peba.Event
+	// At is, for a replay (the first batch of SubscribeBatches), when
+	// each event was published: a consumer that keeps its own replay ages
+	// them by it. Nil for a live batch, published just before it is taken.
+	At []time.Time
 
 	memoMu sync.Mutex                  // serializes builds
 	memo   atomic.Pointer[[]memoEntry] // copy on write: lookups take no lock
@@ -474,6 +518,10 @@ func (s *Sub) Close() {
 	defer s.h.mu.Unlock()
 	s.h.unsubscribe(s)
 }
+
+// Done returns a channel that is closed when the hub is closed (for a
+// consumer that is not always subscribed).
+func (h *Hub) Done() <-chan struct{} { return h.done }
 
 // ReplayLimits returns the effective replay size and age, for consumers that
 // keep their own replay of what they forwarded (the Socket.IO broadcaster).

@@ -85,6 +85,30 @@ func TestReplayOfABigBatchWithoutSubscribers(t *testing.T) {
 	eq(t, ids(s2), "0", "1", "2")
 }
 
+// Without subscribers the replay is kept in the ring's own slots. What a
+// subscriber got from them stays as it was when the slots are reused, and
+// what a publisher does with its slice afterwards changes nothing.
+func TestReplaySlotsAreNotShared(t *testing.T) {
+	h := hub.New(hub.Options{ReplaySize: 2})
+	pub := []peba.Event{ev("a", peba.DomainCommunity), ev("b", peba.DomainCommunity)}
+	pub[1].Payload = &peba.Payload{Data: []byte("bytes")}
+	h.Publish(pub)
+	pub[0].ID = "changed by the publisher"
+	s := h.Subscribe(anon)
+	a, b := <-s.C(), <-s.C()
+	s.Close()
+	if a.ID != "a" || b.ID != "b" || b.Payload != nil {
+		t.Fatalf("replay %q %q (payload %v), want a b without payload", a.ID, b.ID, b.Payload)
+	}
+	h.Publish([]peba.Event{ev("c", peba.DomainCommunity), ev("d", peba.DomainCommunity)})
+	if a.ID != "a" || b.ID != "b" {
+		t.Fatalf("a replayed event changed to %q %q when the ring was reused", a.ID, b.ID)
+	}
+	s2 := h.Subscribe(anon)
+	defer s2.Close()
+	eq(t, ids(s2), "c", "d")
+}
+
 func TestReplayAge(t *testing.T) {
 	c := &clock{t: time.Unix(1e9, 0)}
 	h := hub.New(hub.Options{ReplayAge: time.Minute, Now: c.now})
@@ -95,6 +119,38 @@ func TestReplayAge(t *testing.T) {
 	s := h.Subscribe(anon)
 	defer s.Close()
 	eq(t, ids(s), "new")
+}
+
+// A replay batch carries when each event was published (a consumer that
+// keeps its own replay, the Socket.IO broadcaster, ages them by it); a
+// live batch does not. Done is closed with the hub.
+func TestBatchReplayPublishTimesAndDone(t *testing.T) {
+	c := &clock{t: time.Unix(1e9, 0)}
+	h := hub.New(hub.Options{Now: c.now})
+	h.Publish([]peba.Event{ev("a", peba.DomainCommunity), ev("p", peba.DomainPrivate)})
+	c.add(10 * time.Second)
+	h.Publish([]peba.Event{ev("b", peba.DomainCommunity)})
+	c.add(5 * time.Second)
+	s := h.SubscribeBatches(anon)
+	defer s.Close()
+	bs, _ := s.Take(nil)
+	if len(bs) != 1 || len(bs[0].Events) != 2 || len(bs[0].At) != 2 {
+		t.Fatalf("replay: %d batches, want 1 with a and b and their times", len(bs))
+	}
+	if want := time.Unix(1e9, 0); !bs[0].At[0].Equal(want) || !bs[0].At[1].Equal(want.Add(10*time.Second)) {
+		t.Errorf("replay times %v, want the publication times", bs[0].At)
+	}
+	h.Publish([]peba.Event{ev("c", peba.DomainCommunity)})
+	if bs, _ = s.Take(nil); len(bs) != 1 || bs[0].At != nil {
+		t.Errorf("live batch: %d batches, At %v; want 1 without times", len(bs), bs)
+	}
+	select {
+	case <-h.Done():
+		t.Fatal("Done closed before Close")
+	default:
+	}
+	h.Close()
+	<-h.Done()
 }
 
 func TestReplayDisabled(t *testing.T) {

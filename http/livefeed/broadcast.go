@@ -130,60 +130,109 @@ type replayEntry struct {
 // sockets are handed to it (s.joins) so that "replay, then live events"
 // happens between two wake-ups: every event reaches a socket exactly once,
 // in order.
+//
+// It is subscribed to the hub only while it has viewers. Without any, the
+// hub keeps only its own replay of a publication (ReplaySize events)
+// instead of copying every published event for a broadcaster that drops
+// them: at full ingest, with nobody watching the map, those copies were a
+// fifth of all the memory the server allocated (docs/performance.md,
+// session 7). The first viewer after an idle spell subscribes again, and
+// the hub's replay (with its publication times) becomes the broadcaster's.
 func (s *Server) broadcast(size int, age time.Duration) {
 	defer close(s.stopped)
 	var (
-		ring      []replayEntry // the newest size events sent, oldest at next
+		sub       *hub.Sub        // nil while there is no viewer
+		ready     <-chan struct{} // sub.Ready(), nil while idle
+		ring      []replayEntry   // the newest size events sent, oldest at next
 		next      int
 		batches   []*hub.Batch
 		events    []*peba.Event
 		community []*peba.Event
 		audience  [2][]*sioViewer // [0] anonymous, [1] entitled
 	)
+	defer func() {
+		if sub != nil {
+			sub.Close()
+		}
+	}()
+	all := hub.Filter{Domains: []peba.Domain{peba.DomainCommunity, peba.DomainPrivate}}
+	// take sends what the hub has queued to the viewers and keeps it for
+	// replay; false once the hub is closed.
+	take := func() bool {
+		var more bool
+		batches, more = sub.Take(batches[:0])
+		now := time.Now()
+		for _, b := range batches {
+			for i, ev := range b.Events {
+				events = append(events, ev)
+				if ev.Domain == peba.DomainCommunity {
+					community = append(community, ev)
+				}
+				at := now
+				if b.At != nil {
+					at = b.At[i]
+				}
+				if size > 0 {
+					if len(ring) < size {
+						ring = append(ring, replayEntry{ev, at})
+					} else {
+						ring[next] = replayEntry{ev, at}
+						next = (next + 1) % size
+					}
+				}
+			}
+		}
+		clear(batches)
+		for i, evs := range [2][]*peba.Event{community, events} {
+			audience[i] = prune(audience[i])
+			if len(audience[i]) == 0 || len(evs) == 0 {
+				continue
+			}
+			b := &sioBatch{s: s, events: evs, entitled: i == 1}
+			for _, v := range audience[i] {
+				s.send(v, b)
+			}
+		}
+		clear(events)
+		clear(community)
+		events, community = events[:0], community[:0]
+		return more
+	}
 	for {
+		// While subscribed, the end of the hub shows in take (after what
+		// was pending); while idle, here.
+		hubDone := s.hub.Done()
+		if sub != nil {
+			hubDone = nil
+		}
 		select {
 		case <-s.done:
 			return
-		case <-s.sub.Ready():
-			var more bool
-			batches, more = s.sub.Take(batches[:0])
-			now := time.Now()
-			for _, b := range batches {
-				for _, ev := range b.Events {
-					events = append(events, ev)
-					if ev.Domain == peba.DomainCommunity {
-						community = append(community, ev)
-					}
-					if size > 0 {
-						if len(ring) < size {
-							ring = append(ring, replayEntry{ev, now})
-						} else {
-							ring[next] = replayEntry{ev, now}
-							next = (next + 1) % size
-						}
-					}
-				}
-			}
-			clear(batches)
-			for i, evs := range [2][]*peba.Event{community, events} {
-				audience[i] = prune(audience[i])
-				if len(audience[i]) == 0 || len(evs) == 0 {
-					continue
-				}
-				b := &sioBatch{s: s, events: evs, entitled: i == 1}
-				for _, v := range audience[i] {
-					s.send(v, b)
-				}
-			}
-			clear(events)
-			clear(community)
-			events, community = events[:0], community[:0]
-			if !more {
+		case <-hubDone:
+			return
+		case <-ready:
+			if !take() {
 				return
+			}
+			if len(audience[0])+len(audience[1]) == 0 {
+				// The last viewer left: stop taking copies of
+				// every event; the hub's replay covers the next one.
+				sub.Close()
+				sub, ready = nil, nil
+				clear(ring)
+				ring, next = ring[:0], 0
 			}
 		case v := <-s.joins:
 			if v.gone.Load() || !v.sock.Connected() {
 				continue
+			}
+			if sub == nil {
+				// The first viewer: the hub's replay comes first.
+				sub = s.hub.SubscribeBatches(all)
+				ready = sub.Ready()
+				if !take() {
+					return
+				}
 			}
 			f := viewer{entitled: v.entitled}.filter()
 			cutoff := time.Now().Add(-age)

@@ -75,7 +75,6 @@ type Server struct {
 
 	io      *socket.Server
 	handler http.Handler
-	sub     *hub.Sub // the Socket.IO broadcaster's subscription
 	joins   chan *sioViewer
 	done    chan struct{}
 	stopped chan struct{}
@@ -196,7 +195,6 @@ func New(opt Options) *Server {
 		}
 	})
 
-	s.sub = s.hub.SubscribeBatches(hub.Filter{Domains: []peba.Domain{peba.DomainCommunity, peba.DomainPrivate}})
 	size, age := s.hub.ReplayLimits()
 	go s.broadcast(size, age)
 	return s
@@ -232,7 +230,6 @@ func (s *Server) Register(mux *http.ServeMux) {
 func (s *Server) Close() {
 	s.closeMu.Do(func() {
 		close(s.done)
-		s.sub.Close()
 		<-s.stopped
 		s.io.Close(nil)
 	})

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -170,5 +171,103 @@ func TestSocketIOWithJSClient(t *testing.T) {
 	}
 	if n := e.metric(t, "peba_livefeed_client_events_ignored_total"); n != 1 {
 		t.Errorf("ignored client events = %v, want 1", n)
+	}
+}
+
+// runJSClients runs client.mjs with spec until every client has received
+// stopID, calling connected once all of them are connected, and returns
+// the event IDs each client received, in order.
+func runJSClients(t *testing.T, node, url, stopID string, spec []map[string]any, connected func()) map[string][]string {
+	t.Helper()
+	specJSON, _ := json.Marshal(spec)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "client.mjs", url, stopID, string(specJSON))
+	cmd.Dir = jsClientDir
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]string{}
+	up := map[string]bool{}
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		var l jsLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatalf("bad line %q: %v", sc.Text(), err)
+		}
+		switch {
+		case l.Timeout:
+			t.Fatal("JS clients timed out")
+		case l.Error != "":
+			t.Fatalf("%s: %s", l.Client, l.Error)
+		case l.Connected:
+			if up[l.Client] = true; len(up) == len(spec) {
+				go connected()
+			}
+		case l.Event != nil:
+			id, _ := l.Event["event_id"].(string)
+			got[l.Client] = append(got[l.Client], id)
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("node: %v\n%s", err, stderr.String())
+	}
+	return got
+}
+
+// The Socket.IO broadcaster is subscribed to the hub only while it has
+// viewers (without any, the hub copies only its replay of each
+// publication). A viewer after an idle spell, the first one or one after
+// the last left, still gets the replay, then the live events: each event
+// once, in order, private ones only to the entitled.
+func TestSocketIOReplayAcrossIdleSpells(t *testing.T) {
+	node := installJSClient(t)
+	e := newEnvTimeout(t, time.Hour, 60*time.Second)
+	subscribers := func() float64 { return e.metric(t, "peba_livefeed_subscribers") }
+	if n := subscribers(); n != 0 {
+		t.Fatalf("subscribers = %v before any viewer, want 0", n)
+	}
+	e.hub.Publish([]peba.Event{event("c1", peba.DomainCommunity), event("p1", peba.DomainPrivate)})
+	got := runJSClients(t, node, e.srv.URL, "c2",
+		[]map[string]any{{"name": "first", "opts": map[string]any{"transports": []string{"websocket"}}}},
+		func() { e.hub.Publish([]peba.Event{event("c2", peba.DomainCommunity)}) })
+	if g := strings.Join(got["first"], ","); g != "c1,c2" {
+		t.Errorf("first viewer received %s, want c1,c2", g)
+	}
+
+	// The viewer has gone; the broadcaster notices at the next
+	// publication and unsubscribes.
+	community := []string{"c1", "c2"}
+	for i := 0; subscribers() != 0; i++ {
+		if i == 300 {
+			t.Fatalf("the broadcaster is still subscribed without viewers (subscribers = %v)", subscribers())
+		}
+		id := fmt.Sprintf("idle%d", i)
+		e.hub.Publish([]peba.Event{event(id, peba.DomainCommunity)})
+		community = append(community, id)
+		time.Sleep(10 * time.Millisecond)
+	}
+	e.hub.Publish([]peba.Event{event("c3", peba.DomainCommunity), event("p3", peba.DomainPrivate)})
+	community = append(community, "c3", "c4")
+
+	got = runJSClients(t, node, e.srv.URL, "c4", []map[string]any{
+		{"name": "anon", "opts": map[string]any{"transports": []string{"polling"}}},
+		{"name": "alice", "opts": map[string]any{"transports": []string{"websocket"}, "auth": map[string]string{"token": aliceCred}}},
+	}, func() {
+		e.hub.Publish([]peba.Event{event("p4", peba.DomainPrivate), event("c4", peba.DomainCommunity)})
+	})
+	if g, want := strings.Join(got["anon"], ","), strings.Join(community, ","); g != want {
+		t.Errorf("anonymous viewer after the idle spell received\n%s, want\n%s", g, want)
+	}
+	all := append([]string{"c1", "p1"}, community[1:len(community)-2]...)
+	all = append(all, "c3", "p3", "p4", "c4")
+	if g, want := strings.Join(got["alice"], ","), strings.Join(all, ","); g != want {
+		t.Errorf("entitled viewer after the idle spell received\n%s, want\n%s", g, want)
 	}
 }
