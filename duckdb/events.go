@@ -70,8 +70,10 @@ func (s *Store) AppendEvents(ctx context.Context, events []peba.Event) (peba.App
 	rows := make([][]driver.Value, len(events))
 	vals := getRowBuf(len(candidates) * numEventColumns)
 	defer putRowBuf(vals)
+	js := jsonBufs.Get().(*[]byte)
+	defer putJSONBuf(js)
 	for _, i := range candidates {
-		r, err := appendRow((*vals)[len(*vals):len(*vals)], &events[i])
+		r, err := appendRow((*vals)[len(*vals):len(*vals)], js, &events[i])
 		if err != nil {
 			return peba.AppendResult{}, peba.Errorf(peba.EINVALID, "event %d: %s", i, err)
 		}
@@ -229,28 +231,39 @@ func putRowBuf(b *[]driver.Value) {
 	rowBufs.Put(b)
 }
 
+// jsonBufs recycles the buffers AppendEvents writes the attribute lists
+// of its events into (appendAttrs).
+var jsonBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+func putJSONBuf(b *[]byte) {
+	if cap(*b) <= 16<<20 {
+		*b = (*b)[:0]
+		jsonBufs.Put(b)
+	}
+}
+
 // rowValues returns the Appender row for e, in eventColumns order.
 func rowValues(e *peba.Event) ([]driver.Value, error) {
-	return appendRow(make([]driver.Value, 0, numEventColumns), e)
+	return appendRow(make([]driver.Value, 0, numEventColumns), new([]byte), e)
 }
 
 // appendRow is rowValues into dst (within its capacity, no allocation for
-// the row itself). Non-empty strings go as []byte views of themselves
-// (text): DuckDB copies them into its vectors either way, and the driver
-// would first copy each string into a new []byte.
-func appendRow(dst []driver.Value, e *peba.Event) ([]driver.Value, error) {
-	ad, err := encodeAttrs(e.AdditionalData)
-	if err != nil {
-		return nil, err
+// the row itself), with the attribute lists' JSON appended to *js. Strings
+// go as []byte views (text, and views of *js): DuckDB copies them into its
+// vectors either way, and the driver would first copy each string into a
+// new []byte. A view of *js stays valid when a later append moves *js: it
+// keeps the old array.
+func appendRow(dst []driver.Value, js *[]byte, e *peba.Event) ([]driver.Value, error) {
+	var attrs [3][]byte
+	for k, as := range [3][]peba.Attr{e.AdditionalData, e.Fields, e.Requests} {
+		start := len(*js)
+		b, err := appendAttrs(*js, as)
+		if err != nil {
+			return nil, err
+		}
+		*js, attrs[k] = b, b[start:len(b):len(b)]
 	}
-	fs, err := encodeAttrs(e.Fields)
-	if err != nil {
-		return nil, err
-	}
-	rq, err := encodeAttrs(e.Requests)
-	if err != nil {
-		return nil, err
-	}
+	ad, fs, rq := attrs[0], attrs[1], attrs[2]
 	return append(dst,
 		text(e.ID), e.Domain == peba.DomainCommunity, text(e.Submitter), text(e.Origin),
 		dbTime(e.ReceivedTime), dbTime(e.CreateTime),
@@ -258,7 +271,7 @@ func appendRow(dst []driver.Value, e *peba.Event) ([]driver.Value, error) {
 		text(storerow.AddrText(e.SrcIP)), portValue(e.SrcPort), text(storerow.AddrText(e.DstIP)), portValue(e.DstPort), text(e.Transport),
 		text(e.URL), text(e.VulnID), text(e.Username), text(e.Password), text(e.Login), text(e.ClientVersion),
 		text(e.SessionStart), text(e.SessionEnd), text(e.RawHTTP),
-		text(e.PayloadMD5), text(ad), text(fs), text(rq),
+		text(e.PayloadMD5), ad, fs, rq,
 		text(e.Src.Country), text(e.Src.CountryName), text(e.Src.ASN), e.Src.Lat, e.Src.Lon,
 		text(e.Dst.Country), text(e.Dst.CountryName), text(e.Dst.ASN), e.Dst.Lat, e.Dst.Lon,
 	), nil
