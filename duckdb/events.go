@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
-	"sync"
 	"time"
 	"unsafe"
 
@@ -65,21 +64,6 @@ func (s *Store) AppendEvents(ctx context.Context, events []peba.Event) (peba.App
 	if len(candidates) == 0 {
 		return res, nil
 	}
-	// Encode before taking the writer lock: it is the CPU-heavy part. The
-	// rows share one recycled array (rowBufs).
-	rows := make([][]driver.Value, len(events))
-	vals := getRowBuf(len(candidates) * numEventColumns)
-	defer putRowBuf(vals)
-	js := jsonBufs.Get().(*[]byte)
-	defer putJSONBuf(js)
-	for _, i := range candidates {
-		r, err := appendRow((*vals)[len(*vals):len(*vals)], js, &events[i])
-		if err != nil {
-			return peba.AppendResult{}, peba.Errorf(peba.EINVALID, "event %d: %s", i, err)
-		}
-		rows[i] = r
-		*vals = (*vals)[:len(*vals)+len(r)]
-	}
 
 	if err := s.lockWriter(); err != nil {
 		return peba.AppendResult{}, err
@@ -102,11 +86,24 @@ func (s *Store) AppendEvents(ctx context.Context, events []peba.Event) (peba.App
 			if err != nil {
 				return fmt.Errorf("cannot create appender: %w", err)
 			}
+			// Each row is encoded into the same row and buffer just
+			// before the Appender copies it: no memory per event but
+			// the boxing of its values (encoding them all first, in an
+			// array of their own, kept ~15 MB more live heap at full
+			// ingest; docs/performance.md, session 7).
+			row := make([]driver.Value, 0, numEventColumns)
+			var js []byte
 			for _, i := range candidates {
 				if stored[events[i].ID] {
 					continue
 				}
-				if err := app.AppendRow(rows[i]...); err != nil {
+				var err error
+				if row, err = appendRow(row[:0], &js, &events[i]); err != nil {
+					app.Close()
+					return peba.Errorf(peba.EINVALID, "event %d: %s", i, err)
+				}
+				js = js[:0]
+				if err := app.AppendRow(row...); err != nil {
 					app.Close()
 					return fmt.Errorf("cannot append event %d: %w", i, err)
 				}
@@ -212,47 +209,16 @@ func validateEvent(e *peba.Event) error { return peba.ValidateEvent(e) }
 // numEventColumns is the number of eventColumns.
 var numEventColumns = strings.Count(eventColumns, ",") + 1
 
-// rowBufs recycles the arrays AppendEvents encodes rows into: 640 bytes an
-// event, a tenth of everything ingest allocated when each row had its own.
-// A buffer is cleared before it goes back, so that it pins no event.
-var rowBufs sync.Pool
-
-func getRowBuf(n int) *[]driver.Value {
-	if b, ok := rowBufs.Get().(*[]driver.Value); ok && cap(*b) >= n {
-		return b
-	}
-	b := make([]driver.Value, 0, n)
-	return &b
-}
-
-func putRowBuf(b *[]driver.Value) {
-	clear(*b)
-	*b = (*b)[:0]
-	rowBufs.Put(b)
-}
-
-// jsonBufs recycles the buffers AppendEvents writes the attribute lists
-// of its events into (appendAttrs).
-var jsonBufs = sync.Pool{New: func() any { return new([]byte) }}
-
-func putJSONBuf(b *[]byte) {
-	if cap(*b) <= 16<<20 {
-		*b = (*b)[:0]
-		jsonBufs.Put(b)
-	}
-}
-
 // rowValues returns the Appender row for e, in eventColumns order.
 func rowValues(e *peba.Event) ([]driver.Value, error) {
 	return appendRow(make([]driver.Value, 0, numEventColumns), new([]byte), e)
 }
 
-// appendRow is rowValues into dst (within its capacity, no allocation for
-// the row itself), with the attribute lists' JSON appended to *js. Strings
-// go as []byte views (text, and views of *js): DuckDB copies them into its
-// vectors either way, and the driver would first copy each string into a
-// new []byte. A view of *js stays valid when a later append moves *js: it
-// keeps the old array.
+// appendRow is rowValues into dst, with the attribute lists' JSON appended
+// to *js. Strings go as []byte views (text, and views of *js): DuckDB
+// copies them into its vectors during AppendRow, and the driver would
+// first copy each string into a new []byte. The views of *js are valid
+// until *js is written again.
 func appendRow(dst []driver.Value, js *[]byte, e *peba.Event) ([]driver.Value, error) {
 	var attrs [3][]byte
 	for k, as := range [3][]peba.Attr{e.AdditionalData, e.Fields, e.Requests} {

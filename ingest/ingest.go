@@ -583,12 +583,13 @@ func (p *Pipeline) refused(batch []peba.Event, err error) {
 func (p *Pipeline) apply(batches [][]peba.Event, n int, retry, publish bool) (int, []error) {
 	all := batches[0]
 	if len(batches) > 1 {
-		buf := getEventBuf(n)
-		defer putEventBuf(buf)
+		// Not recycled: a pool of these arrays (600 bytes an event) held
+		// ~18 MB of live heap at full ingest, which the garbage collector
+		// doubles in its heap goal (docs/performance.md, session 7).
+		all = make([]peba.Event, 0, n)
 		for _, b := range batches {
-			*buf = append(*buf, b...)
+			all = append(all, b...)
 		}
-		all = *buf
 	}
 	errs := make([]error, len(batches))
 	inserted, err := p.appendOnce(all, publish)
@@ -616,26 +617,6 @@ func (p *Pipeline) apply(batches [][]peba.Event, n int, retry, publish bool) (in
 		errs[i] = err
 	}
 	return inserted, errs
-}
-
-// eventBufs recycles the arrays apply gathers a group's batches into (600
-// bytes an event: 6% of all ingest allocated). Neither the store nor
-// OnCommit keeps the slice they are passed, and a buffer is cleared before
-// it goes back, so that it pins no event.
-var eventBufs sync.Pool
-
-func getEventBuf(n int) *[]peba.Event {
-	if b, ok := eventBufs.Get().(*[]peba.Event); ok && cap(*b) >= n {
-		return b
-	}
-	b := make([]peba.Event, 0, n)
-	return &b
-}
-
-func putEventBuf(b *[]peba.Event) {
-	clear(*b)
-	*b = (*b)[:0]
-	eventBufs.Put(b)
 }
 
 // sleep waits for d and reports false if Close gave up meanwhile.
@@ -791,7 +772,6 @@ func (p *Pipeline) publishEarly(data []*request) {
 	// passed as it is (OnCommit copies what it keeps); otherwise the events
 	// that go are gathered.
 	var out []peba.Event
-	var buf *[]peba.Event
 	n := 0
 	for _, r := range data {
 		n += len(r.events)
@@ -814,16 +794,14 @@ func (p *Pipeline) publishEarly(data []*request) {
 			out = r.events
 			break
 		}
-		if buf == nil {
-			buf = getEventBuf(n)
-			defer putEventBuf(buf)
+		if out == nil {
+			out = make([]peba.Event, 0, n)
 		}
 		for i := range r.events {
 			if keep[i] {
-				*buf = append(*buf, r.events[i])
+				out = append(out, r.events[i])
 			}
 		}
-		out = *buf
 	}
 	p.emu.Unlock()
 	if len(out) > 0 {
