@@ -249,6 +249,7 @@ type recentTimes struct {
 	valid bool
 	lo    int64            // every stored event received at or after lo (µs) is in ev
 	ev    [2][]recentEvent // sorted by time: [0] private, [1] community
+	base  [2][]recentEvent // the arrays of ev from their start (makeRoom)
 	names srcNames         // the source keys that are not IPv4 addresses
 }
 
@@ -284,27 +285,53 @@ func (s *Store) rememberTimes(inserted []peba.Event) {
 		if !slices.IsSortedFunc(add[d], cmpRecent) {
 			slices.SortFunc(add[d], cmpRecent)
 		}
-		t := c.ev[d]
-		if len(t) == 0 || add[d][0].us >= t[len(t)-1].us {
-			c.ev[d] = append(t, add[d]...)
-			continue
-		}
-		// Out of order (imports, late batches): merge from where the new
-		// times begin.
-		i, _ := slices.BinarySearchFunc(t, add[d][0].us, cmpRecentUS)
-		merged := make([]recentEvent, 0, len(t)+len(add[d]))
-		merged = append(merged, t[:i]...)
-		a, b := t[i:], add[d]
-		for len(a) > 0 && len(b) > 0 {
-			if a[0].us <= b[0].us {
-				merged, a = append(merged, a[0]), a[1:]
-			} else {
-				merged, b = append(merged, b[0]), b[1:]
-			}
-		}
-		c.ev[d] = append(append(merged, a...), b...)
+		c.insert(d, add[d])
 	}
 	c.trim(time.Now())
+}
+
+// insert merges the sorted add into c.ev[d], after the times equal to its
+// own. The usual batch goes at the end; one out of order (an import, or a
+// batch stamped before another that was applied first) moves only the
+// times after its first.
+func (c *recentTimes) insert(d int, add []recentEvent) {
+	c.makeRoom(d, len(add))
+	t := c.ev[d]
+	n, m := len(t), len(add)
+	i, _ := slices.BinarySearchFunc(t, add[0].us+1, cmpRecentUS) // the first later time
+	t = t[:n+m]
+	// Merge t[i:n] and add from the back into t[i:n+m].
+	a, b := n-1, m-1
+	for w := n + m - 1; b >= 0; w-- {
+		if a >= i && t[a].us > add[b].us {
+			t[w], a = t[a], a-1
+		} else {
+			t[w], b = add[b], b-1
+		}
+	}
+	c.ev[d] = t
+}
+
+// makeRoom makes room for m more times after c.ev[d] in its array. Trim
+// drops times at the front by reslicing, so at the cap the times slide
+// through their array: when they reach its end they are moved back to its
+// start (a memmove of at most recentTimesMax entries, once per fifth of
+// them appended), instead of going to a new array on every growth of the
+// slice (an array of 40 MB, and as much garbage, every ~500,000 events at
+// full ingest; docs/performance.md, session 7).
+func (c *recentTimes) makeRoom(d, m int) {
+	t := c.ev[d]
+	if cap(t)-len(t) >= m {
+		return
+	}
+	base := c.base[d][:cap(c.base[d])]
+	if front := cap(base) - cap(t); front >= cap(base)/8 && cap(base)-len(t) >= m {
+		c.ev[d] = base[:copy(base, t)]
+		return
+	}
+	grown := make([]recentEvent, len(t), (len(t)+m)*5/4+1024)
+	copy(grown, t)
+	c.ev[d], c.base[d] = grown, grown
 }
 
 // trim drops the times older than recentSpan before now, and the oldest
@@ -326,8 +353,7 @@ func (c *recentTimes) trim(now time.Time) {
 		i, _ := slices.BinarySearchFunc(c.ev[d], lo, cmpRecentUS)
 		// Resliced, not copied: at the bound every append drops as many
 		// as it adds, and a copy of up to recentTimesMax entries per apply
-		// cost 64 MB of garbage each time. The dropped front is freed when
-		// append next moves the live part to a new array.
+		// cost 64 MB of garbage each time. makeRoom reuses the front.
 		c.ev[d] = c.ev[d][i:]
 	}
 	c.names.compact(&c.ev)
@@ -393,7 +419,7 @@ func (s *Store) loadTimes(ctx context.Context) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.valid, c.lo, c.ev, c.names = true, lo.UnixMicro(), ev, names
+	c.valid, c.lo, c.ev, c.base, c.names = true, lo.UnixMicro(), ev, ev, names
 	c.trim(now)
 	return nil
 }
@@ -402,7 +428,7 @@ func (s *Store) loadTimes(ctx context.Context) error {
 // lock.
 func (s *Store) forgetTimes() {
 	s.times.mu.Lock()
-	s.times.valid, s.times.ev, s.times.names = false, [2][]recentEvent{}, srcNames{}
+	s.times.valid, s.times.ev, s.times.base, s.times.names = false, [2][]recentEvent{}, [2][]recentEvent{}, srcNames{}
 	s.times.mu.Unlock()
 }
 
