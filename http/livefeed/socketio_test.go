@@ -74,74 +74,23 @@ func TestSocketIOWithJSClient(t *testing.T) {
 		{"name": "bob", "opts": map[string]any{"auth": map[string]string{"token": bobCred}}},
 		{"name": "wrong", "opts": map[string]any{"auth": map[string]string{"token": "alice:wrong"}}},
 	}
-	specJSON, _ := json.Marshal(spec)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "client.mjs", e.srv.URL, "c-new", string(specJSON))
-	cmd.Dir = jsClientDir
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	// Once the four good clients are connected and the injection had time
+	// to arrive, publish the live events.
+	got, connected, errs := runJSClients(t, node, e.srv.URL, "c-new", spec, 4, func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for e.metric(t, "peba_livefeed_client_events_ignored_total") < 1 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		// Three rounds: a socket's first live events after its replay (or
+		// its upgrade) go through the engine, the later ones straight to
+		// its websocket.
+		e.hub.Publish([]peba.Event{event("p-new", peba.DomainPrivate), event("c-mid1", peba.DomainCommunity)})
+		time.Sleep(50 * time.Millisecond)
+		e.hub.Publish([]peba.Event{event("c-mid2", peba.DomainCommunity)})
+		time.Sleep(50 * time.Millisecond)
+		e.hub.Publish([]peba.Event{event("p-new2", peba.DomainPrivate), event("c-new", peba.DomainCommunity)})
+	})
 
-	got := map[string][]map[string]any{}
-	connected := map[string]bool{}
-	errs := map[string]string{}
-	published := false
-	sc := bufio.NewScanner(stdout)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		t.Logf("js: %s", sc.Text())
-		var l jsLine
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			t.Fatalf("bad line %q: %v", sc.Text(), err)
-		}
-		switch {
-		case l.Timeout:
-			t.Fatal("JS clients timed out")
-		case l.Error != "":
-			errs[l.Client] = l.Error
-		case l.Connected:
-			connected[l.Client] = true
-		case l.Event != nil:
-			got[l.Client] = append(got[l.Client], l.Event)
-		}
-		// Once the four good clients are connected and the injection had
-		// time to arrive, publish the live events.
-		if !published && len(connected) == 4 {
-			published = true
-			go func() {
-				deadline := time.Now().Add(5 * time.Second)
-				for e.metric(t, "peba_livefeed_client_events_ignored_total") < 1 && time.Now().Before(deadline) {
-					time.Sleep(10 * time.Millisecond)
-				}
-				// Three rounds: a socket's first live events after
-				// its replay (or its upgrade) go through the engine, the
-				// later ones straight to its websocket.
-				e.hub.Publish([]peba.Event{event("p-new", peba.DomainPrivate), event("c-mid1", peba.DomainCommunity)})
-				time.Sleep(50 * time.Millisecond)
-				e.hub.Publish([]peba.Event{event("c-mid2", peba.DomainCommunity)})
-				time.Sleep(50 * time.Millisecond)
-				e.hub.Publish([]peba.Event{event("p-new2", peba.DomainPrivate), event("c-new", peba.DomainCommunity)})
-			}()
-		}
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("node: %v\n%s", err, stderr.String())
-	}
-
-	ids := func(evs []map[string]any) string {
-		var s []string
-		for _, ev := range evs {
-			s = append(s, ev["event_id"].(string))
-		}
-		return strings.Join(s, ",")
-	}
 	// Replay, then the live events, each exactly once, in order; the
 	// injected event reaches nobody.
 	for client, want := range map[string]string{
@@ -149,7 +98,7 @@ func TestSocketIOWithJSClient(t *testing.T) {
 		"alice-ws":   "c1,p1,p-new,c-mid1,c-mid2,p-new2,c-new",
 		"alice-poll": "c1,p1,p-new,c-mid1,c-mid2,p-new2,c-new",
 	} {
-		if g := ids(got[client]); g != want {
+		if g := eventIDs(got[client]); g != want {
 			t.Errorf("%s received %s, want %s", client, g, want)
 		}
 	}
@@ -175,9 +124,11 @@ func TestSocketIOWithJSClient(t *testing.T) {
 }
 
 // runJSClients runs client.mjs with spec until every client has received
-// stopID, calling connected once all of them are connected, and returns
-// the event IDs each client received, in order.
-func runJSClients(t *testing.T, node, url, stopID string, spec []map[string]any, connected func()) map[string][]string {
+// stopID or failed to connect, calling connected (on its own goroutine)
+// once n clients are connected. It returns the events each client
+// received, in order, which clients connected, and their connect errors.
+func runJSClients(t *testing.T, node, url, stopID string, spec []map[string]any, n int, connected func()) (
+	got map[string][]map[string]any, up map[string]bool, errs map[string]string) {
 	t.Helper()
 	specJSON, _ := json.Marshal(spec)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -193,10 +144,11 @@ func runJSClients(t *testing.T, node, url, stopID string, spec []map[string]any,
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	got := map[string][]string{}
-	up := map[string]bool{}
+	got, up, errs = map[string][]map[string]any{}, map[string]bool{}, map[string]string{}
 	sc := bufio.NewScanner(stdout)
+	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
+		t.Logf("js: %s", sc.Text())
 		var l jsLine
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
 			t.Fatalf("bad line %q: %v", sc.Text(), err)
@@ -205,20 +157,29 @@ func runJSClients(t *testing.T, node, url, stopID string, spec []map[string]any,
 		case l.Timeout:
 			t.Fatal("JS clients timed out")
 		case l.Error != "":
-			t.Fatalf("%s: %s", l.Client, l.Error)
+			errs[l.Client] = l.Error
 		case l.Connected:
-			if up[l.Client] = true; len(up) == len(spec) {
+			if up[l.Client] = true; len(up) == n {
 				go connected()
 			}
 		case l.Event != nil:
-			id, _ := l.Event["event_id"].(string)
-			got[l.Client] = append(got[l.Client], id)
+			got[l.Client] = append(got[l.Client], l.Event)
 		}
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("node: %v\n%s", err, stderr.String())
 	}
-	return got
+	return got, up, errs
+}
+
+// eventIDs returns the event_id of each event, comma-separated.
+func eventIDs(evs []map[string]any) string {
+	var s []string
+	for _, ev := range evs {
+		id, _ := ev["event_id"].(string)
+		s = append(s, id)
+	}
+	return strings.Join(s, ",")
 }
 
 // The Socket.IO broadcaster is subscribed to the hub only while it has
@@ -234,10 +195,13 @@ func TestSocketIOReplayAcrossIdleSpells(t *testing.T) {
 		t.Fatalf("subscribers = %v before any viewer, want 0", n)
 	}
 	e.hub.Publish([]peba.Event{event("c1", peba.DomainCommunity), event("p1", peba.DomainPrivate)})
-	got := runJSClients(t, node, e.srv.URL, "c2",
-		[]map[string]any{{"name": "first", "opts": map[string]any{"transports": []string{"websocket"}}}},
+	got, _, errs := runJSClients(t, node, e.srv.URL, "c2",
+		[]map[string]any{{"name": "first", "opts": map[string]any{"transports": []string{"websocket"}}}}, 1,
 		func() { e.hub.Publish([]peba.Event{event("c2", peba.DomainCommunity)}) })
-	if g := strings.Join(got["first"], ","); g != "c1,c2" {
+	if len(errs) > 0 {
+		t.Fatalf("connect errors: %v", errs)
+	}
+	if g := eventIDs(got["first"]); g != "c1,c2" {
 		t.Errorf("first viewer received %s, want c1,c2", g)
 	}
 
@@ -256,18 +220,21 @@ func TestSocketIOReplayAcrossIdleSpells(t *testing.T) {
 	e.hub.Publish([]peba.Event{event("c3", peba.DomainCommunity), event("p3", peba.DomainPrivate)})
 	community = append(community, "c3", "c4")
 
-	got = runJSClients(t, node, e.srv.URL, "c4", []map[string]any{
+	got, _, errs = runJSClients(t, node, e.srv.URL, "c4", []map[string]any{
 		{"name": "anon", "opts": map[string]any{"transports": []string{"polling"}}},
 		{"name": "alice", "opts": map[string]any{"transports": []string{"websocket"}, "auth": map[string]string{"token": aliceCred}}},
-	}, func() {
+	}, 2, func() {
 		e.hub.Publish([]peba.Event{event("p4", peba.DomainPrivate), event("c4", peba.DomainCommunity)})
 	})
-	if g, want := strings.Join(got["anon"], ","), strings.Join(community, ","); g != want {
+	if len(errs) > 0 {
+		t.Fatalf("connect errors: %v", errs)
+	}
+	if g, want := eventIDs(got["anon"]), strings.Join(community, ","); g != want {
 		t.Errorf("anonymous viewer after the idle spell received\n%s, want\n%s", g, want)
 	}
 	all := append([]string{"c1", "p1"}, community[1:len(community)-2]...)
 	all = append(all, "c3", "p3", "p4", "c4")
-	if g, want := strings.Join(got["alice"], ","), strings.Join(all, ","); g != want {
+	if g, want := eventIDs(got["alice"]), strings.Join(all, ","); g != want {
 		t.Errorf("entitled viewer after the idle spell received\n%s, want\n%s", g, want)
 	}
 }
