@@ -49,11 +49,21 @@ func ValidateEvent(e *Event) error {
 		}
 	}
 	for _, as := range [][]Attr{e.AdditionalData, e.Fields, e.Requests} {
-		size := 2 // []
+		// A byte becomes at most 6 in JSON: the exact length (a second
+		// pass over every string, on the applier's thread too) is needed
+		// only when that bound could exceed the limit.
+		bound := 2 // []
 		for _, a := range as {
 			if !utf8.ValidString(a.Key) || !utf8.ValidString(a.Value) {
 				return fmt.Errorf("attribute is not valid UTF-8")
 			}
+			bound += len(`{"k":"","v":""},`) + 6*(len(a.Key)+len(a.Value))
+		}
+		if bound <= MaxFieldLen {
+			continue
+		}
+		size := 2
+		for _, a := range as {
 			size += len(`{"k":"","v":""},`) + jsonLen(a.Key) + jsonLen(a.Value)
 		}
 		if size > MaxFieldLen {

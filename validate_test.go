@@ -57,3 +57,24 @@ func TestValidateEventDoesNotAllocate(t *testing.T) {
 		t.Errorf("ValidateEvent allocates %.0f times per event, want 0", n)
 	}
 }
+
+// Attribute lists are bounded by their JSON length: the same number of
+// bytes passes as plain text and fails where escapes make it too long.
+func TestValidateEventBoundsAttributesAsJSON(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		value string
+		ok    bool
+	}{
+		{"short", "GET / HTTP/1.1", true},
+		{"long plain", strings.Repeat("a", MaxFieldLen/2), true},
+		{"long escaped", strings.Repeat("<", MaxFieldLen/2), false},
+		{"just under as JSON", strings.Repeat("<", (MaxFieldLen-2-len(`{"k":"","v":""},`)-1)/6), true},
+		{"too long plain", strings.Repeat("a", MaxFieldLen), false},
+	} {
+		e := Event{ID: "e1", Domain: DomainPrivate, Fields: []Attr{{Key: "k", Value: c.value}}}
+		if err := ValidateEvent(&e); (err == nil) != c.ok {
+			t.Errorf("%s: err = %v, want ok %v", c.name, err, c.ok)
+		}
+	}
+}
