@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -285,5 +286,29 @@ func TestIngestAnswers(t *testing.T) {
 		if !strings.Contains(string(b), m) {
 			t.Errorf("/metrics lacks %q", m)
 		}
+	}
+}
+
+// serve runs the collector at defaultGCPercent, unless GOGC says otherwise.
+func TestServeGCPercentUnlessGOGCIsSet(t *testing.T) {
+	old := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(old)
+	if !setGCPercent(func(string) string { return "" }) {
+		t.Fatal("GOGC unset: the default was not set")
+	}
+	if p := debug.SetGCPercent(100); p != defaultGCPercent {
+		t.Errorf("GOGC unset: GC percent %d, want %d", p, defaultGCPercent)
+	}
+	gogc := func(k string) string {
+		if k == "GOGC" {
+			return "200"
+		}
+		return ""
+	}
+	if setGCPercent(gogc) {
+		t.Error("GOGC=200: the default was set over it")
+	}
+	if p := debug.SetGCPercent(100); p != 100 {
+		t.Errorf("GOGC=200: GC percent changed to %d", p)
 	}
 }
