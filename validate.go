@@ -57,14 +57,14 @@ func ValidateEvent(e *Event) error {
 			if !utf8.ValidString(a.Key) || !utf8.ValidString(a.Value) {
 				return fmt.Errorf("attribute is not valid UTF-8")
 			}
-			bound += len(`{"k":"","v":""},`) + 6*(len(a.Key)+len(a.Value))
+			bound += attrJSONOverhead + 6*(len(a.Key)+len(a.Value))
 		}
 		if bound <= MaxFieldLen {
 			continue
 		}
 		size := 2
 		for _, a := range as {
-			size += len(`{"k":"","v":""},`) + jsonLen(a.Key) + jsonLen(a.Value)
+			size += attrJSONOverhead + jsonLen(a.Key) + jsonLen(a.Value)
 		}
 		if size > MaxFieldLen {
 			return fmt.Errorf("attributes longer than %d bytes", MaxFieldLen)
@@ -81,6 +81,10 @@ func ValidateEvent(e *Event) error {
 	}
 	return nil
 }
+
+// attrJSONOverhead is what an attribute adds to its list's JSON besides
+// its key and value.
+const attrJSONOverhead = len(`{"k":"","v":""},`)
 
 func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
 

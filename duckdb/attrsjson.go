@@ -19,8 +19,8 @@ func encodeAttrs(attrs []peba.Attr) (string, error) {
 }
 
 // appendAttrs appends encodeAttrs(attrs) to dst. AppendEvents writes the
-// three lists of every event of a call into one recycled buffer: a string
-// per list was a tenth of everything ingest allocated.
+// three lists of each row into one buffer it reuses for every row: a
+// string per list was a tenth of everything ingest allocated.
 func appendAttrs(dst []byte, attrs []peba.Attr) ([]byte, error) {
 	if len(attrs) == 0 {
 		return append(dst, "[]"...), nil

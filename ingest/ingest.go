@@ -70,7 +70,8 @@ type Options struct {
 	// OnCommit, if set, is called by the committing goroutine with the events
 	// that were new in each store transaction (the live feed subscribes
 	// here). It must not block, and must copy what it keeps of the slice
-	// (the pipeline reuses it). Events applied by Recover are not passed.
+	// (it may be the array a sender's batch was decoded into). Events
+	// applied by Recover are not passed.
 	OnCommit func([]peba.Event)
 	// Fresh, if set with a Journal and OnCommit, tells for each event
 	// whether the store certainly does not hold it yet (without waiting
