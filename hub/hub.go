@@ -137,17 +137,23 @@ func New(opt Options) *Hub {
 	return h
 }
 
-// Publish hands events to every subscriber whose filter admits them and
-// records them for replay. It never blocks: it is called from ingest's
-// committing goroutine (ingest.Options.OnCommit). Events are copied; the
-// caller may reuse the slice.
+// Publish hands the events of batches, in order, to every subscriber whose
+// filter admits them and records them for replay: one publication, as if
+// the batches were one slice (ingest passes the batches of several senders
+// without gathering them into a new array first). It never blocks: it is
+// called from ingest's committing goroutine (ingest.Options.OnCommit).
+// Events are copied; the caller may reuse the slices.
 //
 // Batch subscribers (SubscribeBatches) of the same filter share one Batch
 // per call, so the work per subscriber is one queue append, not one channel
 // send per event. (Batches are not paced: a viewer that cannot keep up with
 // how often ingest commits takes several at once, one write for all.)
-func (h *Hub) Publish(events []peba.Event) {
-	if len(events) == 0 {
+func (h *Hub) Publish(batches ...[]peba.Event) {
+	n := 0
+	for _, b := range batches {
+		n += len(b)
+	}
+	if n == 0 {
 		return
 	}
 	now := h.now()
@@ -156,25 +162,35 @@ func (h *Hub) Publish(events []peba.Event) {
 	if h.closed {
 		return
 	}
-	h.published.Add(float64(len(events)))
+	h.published.Add(float64(n))
 	// Without subscribers only the replay keeps events: its newest
 	// ReplaySize are copied into the ring's own slots, without allocating
 	// (with nobody watching, a copy of every published event was a fifth
 	// of all the memory ingest allocated; docs/performance.md, session 7).
 	if len(h.subs) == 0 {
-		for i := max(0, len(events)-h.size); i < len(events); i++ {
-			h.rememberInSlot(&events[i], now)
+		skip := max(0, n-h.size) // older than the newest ReplaySize
+		for _, b := range batches {
+			if skip >= len(b) {
+				skip -= len(b)
+				continue
+			}
+			for i := skip; i < len(b); i++ {
+				h.rememberInSlot(&b[i], now)
+			}
+			skip = 0
 		}
 		return
 	}
-	evs := make([]*peba.Event, len(events))
-	for i := range events {
-		ev := new(peba.Event)
-		*ev = events[i]
-		// Payload bytes stay with the payload store; subscribers must not
-		// pin them in memory (and must not see them).
-		ev.Payload = nil
-		evs[i] = ev
+	evs := make([]*peba.Event, 0, n)
+	for _, b := range batches {
+		for i := range b {
+			ev := new(peba.Event)
+			*ev = b[i]
+			// Payload bytes stay with the payload store; subscribers must
+			// not pin them in memory (and must not see them).
+			ev.Payload = nil
+			evs = append(evs, ev)
+		}
 	}
 	var delivered, dropped int
 	for _, ev := range evs {

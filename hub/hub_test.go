@@ -85,6 +85,42 @@ func TestReplayOfABigBatchWithoutSubscribers(t *testing.T) {
 	eq(t, ids(s2), "0", "1", "2")
 }
 
+// Several batches in one Publish are one publication in their order:
+// without subscribers the replay keeps the newest across the batches (the
+// skip crosses batch boundaries), and a subscriber gets them all in order,
+// in one Batch.
+func TestPublishOfSeveralBatches(t *testing.T) {
+	batch := func(ids ...string) []peba.Event {
+		var b []peba.Event
+		for _, id := range ids {
+			b = append(b, ev(id, peba.DomainCommunity))
+		}
+		return b
+	}
+	h := hub.New(hub.Options{ReplaySize: 4})
+	h.Publish(batch("a", "b", "c"), nil, batch("d", "e"), batch("f"))
+	s := h.Subscribe(anon)
+	eq(t, ids(s), "c", "d", "e", "f")
+	s.Close()
+
+	h.Publish(batch("g"), batch("h", "i", "j", "k", "l"))
+	s = h.Subscribe(anon)
+	eq(t, ids(s), "i", "j", "k", "l")
+	h.Publish(batch("m", "n"), batch("o"))
+	eq(t, ids(s), "m", "n", "o")
+	s.Close()
+
+	bs := h.SubscribeBatches(anon)
+	defer bs.Close()
+	taken(t, bs) // the replay
+	h.Publish(batch("p"), batch("q", "r"))
+	got, n := taken(t, bs)
+	if n != 1 {
+		t.Errorf("one Publish of two slices arrived as %d batches, want 1", n)
+	}
+	eq(t, got, "p", "q", "r")
+}
+
 // Without subscribers the replay is kept in the ring's own slots. What a
 // subscriber got from them stays as it was when the slots are reused, and
 // what a publisher does with its slice afterwards changes nothing.

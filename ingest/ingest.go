@@ -68,11 +68,13 @@ type Options struct {
 	// (after Close). Nil: Submit returns after the store transaction.
 	Journal *journal.Journal
 	// OnCommit, if set, is called by the committing goroutine with the events
-	// that were new in each store transaction (the live feed subscribes
-	// here). It must not block, and must copy what it keeps of the slice
-	// (it may be the array a sender's batch was decoded into). Events
-	// applied by Recover are not passed.
-	OnCommit func([]peba.Event)
+	// that were new in each store transaction, or journaled (Fresh), in
+	// one or more slices that are one publication (the live feed
+	// subscribes here: hub.Hub.Publish). It must not block, and must copy
+	// what it keeps of the slices (they may be the arrays senders' batches
+	// were decoded into, or an array ingest reuses). Events applied by
+	// Recover are not passed.
+	OnCommit func(batches ...[]peba.Event)
 	// Fresh, if set with a Journal and OnCommit, tells for each event
 	// whether the store certainly does not hold it yet (without waiting
 	// for an apply in progress). Those events are passed to OnCommit right
@@ -412,7 +414,7 @@ func (p *Pipeline) commit(data []*request, n int, flushed []chan struct{}) {
 		for i, r := range data {
 			batches[i] = r.events
 		}
-		_, errs := p.apply(batches, n, false, true)
+		_, errs := p.apply(batches, n, nil, false, true)
 		p.release(n)
 		for i, r := range data {
 			err := errs[i]
@@ -484,6 +486,7 @@ func (p *Pipeline) applyLoop() {
 	// ~50 MB more RSS at 50k alerts/s (docs/performance.md, session 6).
 	runtime.LockOSThread()
 	var wait *time.Timer
+	var all []peba.Event // apply's array for groups of several batches, reused
 	for g := range p.applyq {
 		gs := []*group{g}
 		n := g.n
@@ -536,14 +539,14 @@ func (p *Pipeline) applyLoop() {
 			flushed = append(flushed, g.flushed...)
 		}
 		if n > 0 {
-			p.applyJournaled(batches, n, pos)
+			p.applyJournaled(batches, n, pos, &all)
 		}
 		closeAll(flushed)
 	}
 }
 
-func (p *Pipeline) applyJournaled(batches [][]peba.Event, n int, pos journal.Pos) {
-	_, errs := p.apply(batches, n, true, true)
+func (p *Pipeline) applyJournaled(batches [][]peba.Event, n int, pos journal.Pos, buf *[]peba.Event) {
+	_, errs := p.apply(batches, n, buf, true, true)
 	p.forgetEarly(batches)
 	complete := true
 	for i, err := range errs {
@@ -581,14 +584,26 @@ func (p *Pipeline) refused(batch []peba.Event, err error) {
 // that shared the transaction. With retry, a batch failing with anything
 // but EINVALID is retried with back-off until it is stored or Close gives
 // up. It returns the events inserted and one error per batch.
-func (p *Pipeline) apply(batches [][]peba.Event, n int, retry, publish bool) (int, []error) {
+//
+// Several batches are gathered into one array for the store: *buf if buf
+// is not nil, kept for the caller's next call and cleared after use (the
+// store and OnCommit keep nothing of it), else a new one. Copying into a
+// new array each time was 18% of all the memory ingest allocated; a pool
+// of such arrays held ~18 MB of live heap (docs/performance.md, sessions 7
+// and 8). One array, cleared, holds no pointers between transactions.
+func (p *Pipeline) apply(batches [][]peba.Event, n int, buf *[]peba.Event, retry, publish bool) (int, []error) {
 	all := batches[0]
 	if len(batches) > 1 {
-		// Not recycled: a pool of these arrays (600 bytes an event) held
-		// ~18 MB of live heap at full ingest, which the garbage collector
-		// doubles in its heap goal (docs/performance.md, session 7).
-		all = make([]peba.Event, 0, n)
-		for _, b := range batches {
+		if buf != nil {
+			if cap(*buf) < n {
+				*buf = make([]peba.Event, 0, n)
+			}
+			all = append((*buf)[:0], batches[0]...)
+			defer func() { clear(all); *buf = all[:0] }()
+		} else {
+			all = append(make([]peba.Event, 0, n), batches[0]...)
+		}
+		for _, b := range batches[1:] {
 			all = append(all, b...)
 		}
 	}
@@ -677,7 +692,7 @@ func (p *Pipeline) Recover(ctx context.Context) (Recovered, error) {
 		if n == 0 {
 			return nil
 		}
-		inserted, errs := p.apply(batches, n, false, false)
+		inserted, errs := p.apply(batches, n, nil, false, false)
 		rec.Inserted += inserted
 		for i, err := range errs {
 			if peba.ErrorCode(err) == peba.EINVALID {
@@ -769,14 +784,11 @@ func (p *Pipeline) publishEarly(data []*request) {
 	if p.opt.Fresh == nil || p.opt.OnCommit == nil || p.jr == nil {
 		return
 	}
-	// One call for the group. A group of one batch whose events all go is
-	// passed as it is (OnCommit copies what it keeps); otherwise the events
-	// that go are gathered.
-	var out []peba.Event
-	n := 0
-	for _, r := range data {
-		n += len(r.events)
-	}
+	// One call for the group. A batch whose events all go is passed as it
+	// is (OnCommit copies what it keeps); of the others, the events that
+	// go are gathered. Gathering every batch of a group into one array was
+	// 8% of all the memory ingest allocated (docs/performance.md, session 8).
+	out := make([][]peba.Event, 0, len(data))
 	p.emu.Lock()
 	if p.early == nil {
 		p.early = map[string]struct{}{}
@@ -791,22 +803,23 @@ func (p *Pipeline) publishEarly(data []*request) {
 			}
 			p.early[r.events[i].ID] = struct{}{}
 		}
-		if all && len(data) == 1 {
-			out = r.events
-			break
+		if all {
+			out = append(out, r.events)
+			continue
 		}
-		if out == nil {
-			out = make([]peba.Event, 0, n)
-		}
+		var some []peba.Event
 		for i := range r.events {
 			if keep[i] {
-				out = append(out, r.events[i])
+				some = append(some, r.events[i])
 			}
+		}
+		if len(some) > 0 {
+			out = append(out, some)
 		}
 	}
 	p.emu.Unlock()
 	if len(out) > 0 {
-		p.opt.OnCommit(out)
+		p.opt.OnCommit(out...)
 	}
 }
 

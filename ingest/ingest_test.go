@@ -326,7 +326,11 @@ func TestAcknowledgedEventsSurviveACrashBeforeApply(t *testing.T) {
 
 	st := openStore(t)
 	var published int
-	p := ingest.New(st, nil, nil, ingest.Options{Journal: openJournal(t, copied), OnCommit: func(e []peba.Event) { published += len(e) }})
+	p := ingest.New(st, nil, nil, ingest.Options{Journal: openJournal(t, copied), OnCommit: func(bs ...[]peba.Event) {
+		for _, b := range bs {
+			published += len(b)
+		}
+	}})
 	rec, err := p.Recover(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -363,11 +367,13 @@ func TestJournaledEventsAreAppliedPublishedAndCheckpointed(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	var mu sync.Mutex
 	published := map[string]bool{}
-	p := ingest.New(st, nil, nil, ingest.Options{Journal: j, Registerer: reg, OnCommit: func(ev []peba.Event) {
+	p := ingest.New(st, nil, nil, ingest.Options{Journal: j, Registerer: reg, OnCommit: func(bs ...[]peba.Event) {
 		mu.Lock()
 		defer mu.Unlock()
-		for _, e := range ev {
-			published[e.ID] = true
+		for _, b := range bs {
+			for _, e := range b {
+				published[e.ID] = true
+			}
 		}
 	}})
 	var wg sync.WaitGroup
@@ -516,11 +522,13 @@ func TestFreshEventsArePublishedAtJournalTimeOnce(t *testing.T) {
 		return n
 	}
 	p := ingest.New(h, nil, nil, ingest.Options{Journal: openJournal(t, t.TempDir()), Fresh: h.CertainlyNew,
-		OnCommit: func(ev []peba.Event) {
+		OnCommit: func(bs ...[]peba.Event) {
 			mu.Lock()
 			defer mu.Unlock()
-			for _, e := range ev {
-				published[e.ID]++
+			for _, b := range bs {
+				for _, e := range b {
+					published[e.ID]++
+				}
 			}
 		}})
 	ctx := context.Background()

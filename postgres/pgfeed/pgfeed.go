@@ -62,7 +62,7 @@ const Channel = "peba_live_feed"
 // Publisher receives the events of each row (hub.Hub implements it). It must
 // not block and must not keep the slice.
 type Publisher interface {
-	Publish(events []peba.Event)
+	Publish(batches ...[]peba.Event)
 }
 
 // Options configure a Listener. ConnConfig, Publisher and Decode are

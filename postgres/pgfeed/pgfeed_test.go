@@ -28,11 +28,13 @@ type recorder struct {
 	ids []string
 }
 
-func (r *recorder) Publish(events []peba.Event) {
+func (r *recorder) Publish(batches ...[]peba.Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, e := range events {
-		r.ids = append(r.ids, e.ID)
+	for _, events := range batches {
+		for _, e := range events {
+			r.ids = append(r.ids, e.ID)
+		}
 	}
 }
 
