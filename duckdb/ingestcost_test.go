@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -64,13 +63,6 @@ func benchLikeEvents(r *rand.Rand, n, first int, now time.Time) []peba.Event {
 		e.Src, e.Dst = peba.UnknownGeo, peba.UnknownGeo
 	}
 	return out
-}
-
-// cpuNow returns the CPU time the process has used.
-func cpuNow() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // TestIngestStages measures, on demand, the process CPU time (DuckDB's

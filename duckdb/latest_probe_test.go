@@ -1,3 +1,5 @@
+//go:build unix
+
 package duckdb
 
 // Measurement aids for Latest of a cold source and the statistics of an
@@ -13,10 +15,8 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -62,44 +62,22 @@ func unionQ(info srcInfo, src, cols, cond string) string {
 	return "SELECT * FROM (" + strings.Join(p, " UNION ALL ") + ") ORDER BY create_time DESC, id LIMIT 5"
 }
 
-func probeCPU() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // TestLatestProbe times Latest of a cold source on a copy of a data
 // directory (PEBA_LATEST_PROBE=path/to/peba.duckdb); a measurement aid,
 // skipped otherwise.
 func TestLatestProbe(t *testing.T) {
-	path := os.Getenv("PEBA_LATEST_PROBE")
-	if path == "" {
-		t.Skip("PEBA_LATEST_PROBE not set")
-	}
-	s, err := Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openProbe(t, "PEBA_LATEST_PROBE")
 	ctx := context.Background()
 	rank := uint64(20000)
 	src := netip.AddrFrom4([4]byte{byte(1 + rank*2654435761%223), byte(rank >> 16), byte(rank >> 8), byte(rank)})
 	both := []peba.Domain{peba.DomainCommunity, peba.DomainPrivate}
 	w := peba.Window{Domains: both, Field: peba.Created}
 	time1 := func(name string, n int, fn func() error) {
-		var walls []time.Duration
-		c0 := probeCPU()
-		for range n {
-			t0 := time.Now()
-			if err := fn(); err != nil {
-				t.Fatal(err)
-			}
-			walls = append(walls, time.Since(t0))
-		}
-		cpu := (probeCPU() - c0) / time.Duration(n)
+		cpu, walls := timeCalls(t, n, fn)
 		t.Logf("%-30s cpu %6.2f ms  walls %v", name, float64(cpu)/1e6, walls[:min(5, len(walls))])
 	}
 	var evs []peba.Event
+	var err error
 	time1("Latest", 10, func() error { evs, err = s.Latest(ctx, w, src, 5); return err })
 	for _, e := range evs {
 		t.Logf("  %s %s", e.CreateTime, e.ID)
@@ -189,15 +167,7 @@ func TestLatestProbe(t *testing.T) {
 
 // TestColumnProbe: the cost of fetching each column of 5 cold rows.
 func TestColumnProbe(t *testing.T) {
-	path := os.Getenv("PEBA_LATEST_PROBE")
-	if path == "" {
-		t.Skip("PEBA_LATEST_PROBE not set")
-	}
-	s, err := Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openProbe(t, "PEBA_LATEST_PROBE")
 	ctx := context.Background()
 	rank := uint64(20000)
 	src := netip.AddrFrom4([4]byte{byte(1 + rank*2654435761%223), byte(rank >> 16), byte(rank >> 8), byte(rank)})
@@ -249,15 +219,7 @@ func TestColumnProbe(t *testing.T) {
 
 // TestStatsProbe: getStats' two calls (today) and LatLon src.
 func TestStatsProbe(t *testing.T) {
-	path := os.Getenv("PEBA_LATEST_PROBE")
-	if path == "" {
-		t.Skip("PEBA_LATEST_PROBE not set")
-	}
-	s, err := Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openProbe(t, "PEBA_LATEST_PROBE")
 	ctx := context.Background()
 	now := time.Now().UTC()
 	day0 := now.Truncate(24 * time.Hour)
@@ -289,16 +251,8 @@ func TestStatsProbe(t *testing.T) {
 	})
 	for _, c := range cases {
 		c.fn()
-		var walls []time.Duration
-		c0 := probeCPU()
-		for range 100 {
-			t0 := time.Now()
-			if err := c.fn(); err != nil {
-				t.Fatal(err)
-			}
-			walls = append(walls, time.Since(t0))
-		}
+		cpu, walls := timeCalls(t, 100, c.fn)
 		slices.Sort(walls)
-		t.Logf("%-22s cpu %6.2f ms  wall p50 %v min %v", c.name, float64((probeCPU()-c0)/100)/1e6, walls[50], walls[0])
+		t.Logf("%-22s cpu %6.2f ms  wall p50 %v min %v", c.name, float64(cpu)/1e6, walls[50], walls[0])
 	}
 }

@@ -1,9 +1,9 @@
+//go:build unix
+
 package duckdb
 
 import (
 	"context"
-	"os"
-	"syscall"
 	"testing"
 	"time"
 
@@ -13,15 +13,7 @@ import (
 // TestMemoProbe times statistics calls on a copy of a data directory
 // (PEBA_MEMO_PROBE=path/to/peba.duckdb); a measurement aid, skipped otherwise.
 func TestMemoProbe(t *testing.T) {
-	path := os.Getenv("PEBA_MEMO_PROBE")
-	if path == "" {
-		t.Skip("PEBA_MEMO_PROBE not set")
-	}
-	s, err := Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openProbe(t, "PEBA_MEMO_PROBE")
 	ctx := context.Background()
 	now := time.Now().UTC()
 	month := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
@@ -60,20 +52,14 @@ func TestMemoProbe(t *testing.T) {
 		for _, memo := range []bool{false, true} {
 			s.memo.off.Store(!memo)
 			c.fn()
-			const n = 30
-			var ru0, ru1 syscall.Rusage
-			syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
-			start := time.Now()
-			for range n {
-				if err := c.fn(); err != nil {
-					t.Fatal(err)
-				}
+			cpu, walls := timeCalls(t, 30, c.fn)
+			var wall time.Duration
+			for _, w := range walls {
+				wall += w
 			}
-			wall := time.Since(start)
-			syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
-			cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
 			h, m := s.MemoStats()
-			t.Logf("%-28s memo=%-5v %6.2f ms/call wall %6.2f ms CPU  hits %v misses %v", c.name, memo, float64(wall.Microseconds())/1000/n, float64(cpu.Microseconds())/1000/n, h, m)
+			t.Logf("%-28s memo=%-5v %6.2f ms/call wall %6.2f ms CPU  hits %v misses %v", c.name, memo,
+				float64(wall.Microseconds())/1000/float64(len(walls)), float64(cpu.Microseconds())/1000, h, m)
 		}
 	}
 }
