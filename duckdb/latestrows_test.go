@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/peba-go/peba"
+	"github.com/peba-go/peba/storetest"
 )
 
 // TestLatestSourceRows compares Latest of a source by created time, read
@@ -41,7 +42,7 @@ func TestLatestSourceRows(t *testing.T) {
 	check := func(rounds int) {
 		t.Helper()
 		for range rounds {
-			w := randomWindow(r)
+			w := storetest.RandomWindow(r, rollupDay)
 			w.Field = peba.Created
 			if r.IntN(3) != 0 {
 				w.PeerType = ""

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/peba-go/peba"
+	"github.com/peba-go/peba/storetest"
 )
 
 // memoVersions returns a copy of the memo's hour versions and retention
@@ -31,7 +32,7 @@ func checkMemo(t *testing.T, s *Store, r *rand.Rand, windows int) int64 {
 	for range 2 {
 		checkRollupsMatchRaw(t, s, r, windows)
 		for range windows {
-			w := randomWindow(r)
+			w := storetest.RandomWindow(r, rollupDay)
 			got, ok, err := s.countMemo(ctx, w)
 			if err != nil {
 				t.Fatal(err)
@@ -214,7 +215,7 @@ func TestMemoConcurrentLate(t *testing.T) {
 	}
 	var windows []peba.Window
 	for range 6 {
-		windows = append(windows, randomWindow(r))
+		windows = append(windows, storetest.RandomWindow(r, rollupDay))
 	}
 	dims := []peba.Dim{peba.DimPeerType, peba.DimSrcCountry, peba.DimSrcLocation, peba.DimDstPort, peba.DimURL}
 	done := make(chan struct{})

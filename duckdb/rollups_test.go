@@ -15,6 +15,7 @@ import (
 
 	"github.com/peba-go/peba"
 	"github.com/peba-go/peba/internal/storerow"
+	"github.com/peba-go/peba/storetest"
 )
 
 var rollupDay = time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC)
@@ -71,37 +72,6 @@ func randomEvents(r *rand.Rand, n, first int) []peba.Event {
 	return out
 }
 
-// randomWindow returns a window with bounds that are unbounded, aligned to
-// a day or an hour, or anywhere, within and around the data's days.
-func randomWindow(r *rand.Rand) peba.Window {
-	bound := func() time.Time {
-		t := rollupDay.Add(time.Duration(r.Int64N(int64(7*24*time.Hour))) - 24*time.Hour)
-		switch r.IntN(5) {
-		case 0:
-			return time.Time{}
-		case 1:
-			return t.Truncate(24 * time.Hour)
-		case 2:
-			return t.Truncate(time.Hour)
-		}
-		return t
-	}
-	w := peba.Window{From: bound(), To: bound()}
-	if !w.From.IsZero() && !w.To.IsZero() && w.To.Before(w.From) && r.IntN(4) != 0 {
-		w.From, w.To = w.To, w.From
-	}
-	w.Domains = [][]peba.Domain{
-		{peba.DomainCommunity}, {peba.DomainPrivate}, {peba.DomainCommunity, peba.DomainPrivate}, nil,
-	}[r.IntN(4)]
-	if r.IntN(2) == 0 {
-		w.Field = peba.Created
-	}
-	if r.IntN(4) == 0 {
-		w.PeerType = "Webpage"
-	}
-	return w
-}
-
 // checkRollupsMatchRaw compares every Stats answer that can use a rollup
 // with the raw-table answer, on random windows.
 func checkRollupsMatchRaw(t *testing.T, s *Store, r *rand.Rand, windows int) {
@@ -119,7 +89,7 @@ func checkRollupsMatchRaw(t *testing.T, s *Store, r *rand.Rand, windows int) {
 	must(s.ExportEvents(ctx, func(e *peba.Event) error { all = append(all, *e); return nil }))
 	subtracting := 0 // windows whose plan subtracts a part of a bucket (cover)
 	for range windows {
-		w := randomWindow(r)
+		w := storetest.RandomWindow(r, rollupDay)
 		for _, sg := range plan(w, peba.DimPeerType, 24*time.Hour, true) {
 			if sg.neg {
 				subtracting++

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/peba-go/peba"
+	"github.com/peba-go/peba/storetest"
 )
 
 // summaryRow is one row of sensor_summary, decoded.
@@ -110,7 +111,7 @@ func TestSensorSummaries(t *testing.T) {
 				peba.Window{Domains: ds, From: day(1), To: day(2), PeerType: "Webpage"})
 		}
 		for range 10 {
-			ws = append(ws, randomWindow(r))
+			ws = append(ws, storetest.RandomWindow(r, rollupDay))
 		}
 		return ws
 	}

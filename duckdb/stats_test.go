@@ -163,7 +163,7 @@ func TestRecentCache(t *testing.T) {
 	check := func(when string) {
 		t.Helper()
 		for range 25 {
-			w := randomWindow(r)
+			w := storetest.RandomWindow(r, rollupDay)
 			w.Field = peba.Received
 			w.From, w.To = time.Time{}, time.Time{}
 			switch r.IntN(3) {

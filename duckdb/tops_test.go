@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/peba-go/peba"
+	"github.com/peba-go/peba/storetest"
 )
 
 // topsEvents returns n events received in time order over days days from
@@ -62,7 +63,7 @@ func checkTops(t *testing.T, s *Store, r *rand.Rand, now time.Time, windows int)
 		}
 	}
 	for range windows {
-		w := randomWindow(r)
+		w := storetest.RandomWindow(r, rollupDay)
 		w.Field = peba.Received
 		ws = append(ws, w)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/peba-go/peba"
 	"github.com/peba-go/peba/internal/pgtest"
+	"github.com/peba-go/peba/storetest"
 )
 
 var rollupDay = time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC)
@@ -61,43 +62,12 @@ func randomEvents(r *rand.Rand, n, first int) []peba.Event {
 	return out
 }
 
-// randomWindow returns a window with bounds that are unbounded, aligned to
-// a day or an hour, or anywhere, within and around the data's days.
-func randomWindow(r *rand.Rand) peba.Window {
-	bound := func() time.Time {
-		t := rollupDay.Add(time.Duration(r.Int64N(int64(7*24*time.Hour))) - 24*time.Hour)
-		switch r.IntN(5) {
-		case 0:
-			return time.Time{}
-		case 1:
-			return t.Truncate(24 * time.Hour)
-		case 2:
-			return t.Truncate(time.Hour)
-		}
-		return t
-	}
-	w := peba.Window{From: bound(), To: bound()}
-	if !w.From.IsZero() && !w.To.IsZero() && w.To.Before(w.From) && r.IntN(4) != 0 {
-		w.From, w.To = w.To, w.From
-	}
-	w.Domains = [][]peba.Domain{
-		{peba.DomainCommunity}, {peba.DomainPrivate}, {peba.DomainCommunity, peba.DomainPrivate}, nil,
-	}[r.IntN(4)]
-	if r.IntN(2) == 0 {
-		w.Field = peba.Created
-	}
-	if r.IntN(4) == 0 {
-		w.PeerType = "Webpage"
-	}
-	return w
-}
-
 // checkRollupsMatchRaw compares every Stats answer that can use a rollup
 // with the raw-table answer, on random windows.
 func checkRollupsMatchRaw(t *testing.T, s *Store, r *rand.Rand, windows int) {
 	t.Helper()
 	for range windows {
-		compareWindow(t, s, r, randomWindow(r))
+		compareWindow(t, s, r, storetest.RandomWindow(r, rollupDay))
 	}
 }
 

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"math/rand/v2"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -379,4 +380,38 @@ func pnt(start time.Time, key string, n int64) peba.Point {
 
 func grp(host, target string, idents, types []string, n int64) peba.SensorGroup {
 	return peba.SensorGroup{Hostname: host, TargetIP: target, PeerIdent: idents, PeerType: types, Count: n}
+}
+
+// RandomWindow returns a window for comparing a store's statistics with a
+// reference on random data spread over the 5 days from day: bounds that are
+// unbounded, aligned to a day or an hour, or anywhere, within and around
+// those days; either time field, any set of domains, and sometimes a peer
+// type. Both stores' rollup tests draw their windows here.
+func RandomWindow(r *rand.Rand, day time.Time) peba.Window {
+	bound := func() time.Time {
+		t := day.Add(time.Duration(r.Int64N(int64(7*24*time.Hour))) - 24*time.Hour)
+		switch r.IntN(5) {
+		case 0:
+			return time.Time{}
+		case 1:
+			return t.Truncate(24 * time.Hour)
+		case 2:
+			return t.Truncate(time.Hour)
+		}
+		return t
+	}
+	w := peba.Window{From: bound(), To: bound()}
+	if !w.From.IsZero() && !w.To.IsZero() && w.To.Before(w.From) && r.IntN(4) != 0 {
+		w.From, w.To = w.To, w.From
+	}
+	w.Domains = [][]peba.Domain{
+		{peba.DomainCommunity}, {peba.DomainPrivate}, {peba.DomainCommunity, peba.DomainPrivate}, nil,
+	}[r.IntN(4)]
+	if r.IntN(2) == 0 {
+		w.Field = peba.Created
+	}
+	if r.IntN(4) == 0 {
+		w.PeerType = "Webpage"
+	}
+	return w
 }
