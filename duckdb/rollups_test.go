@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"net/netip"
 	"reflect"
@@ -20,56 +19,10 @@ import (
 
 var rollupDay = time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC)
 
-// randomEvents returns n events over rollupDay and the 4 days after it,
-// with few distinct values per dim so that rollup rows are shared, create
-// times up to 2 h before or after the receive time (sensor clocks), and the
-// edge values the keys must survive: NoPort, -0 and +0 coordinates, country
-// codes with two names.
+// randomEvents returns n random events for the rollup tests
+// (storetest.RollupEvents), numbered from first.
 func randomEvents(r *rand.Rand, n, first int) []peba.Event {
-	types := []string{"SSH/console(cowrie)", "Webpage", "Network(Dionaea)"}
-	geos := []peba.Geo{
-		{Country: "DE", CountryName: "Germany", Lat: 51.2993, Lon: 9.491},
-		{Country: "DE", CountryName: "Deutschland", Lat: 51.2993, Lon: 9.491},
-		{Country: "US", CountryName: "USA", Lat: 37.751, Lon: -97.822},
-		{Country: "-", CountryName: "-", Lat: math.Copysign(0, -1), Lon: 0},
-		peba.UnknownGeo,
-	}
-	out := make([]peba.Event, n)
-	for i := range out {
-		e := sampleEvent(first+i, "")
-		// Microsecond steps around bucket edges as well as anywhere.
-		e.ReceivedTime = rollupDay.Add(time.Duration(r.Int64N(int64(5 * 24 * time.Hour))))
-		if r.IntN(4) == 0 {
-			e.ReceivedTime = e.ReceivedTime.Truncate(time.Hour).Add(time.Duration(r.IntN(3)-1) * time.Microsecond)
-		}
-		e.CreateTime = e.ReceivedTime.Add(time.Duration(r.Int64N(int64(4*time.Hour))) - 2*time.Hour)
-		if r.IntN(5) == 0 {
-			e.Domain = peba.DomainPrivate
-		}
-		e.PeerType = types[r.IntN(len(types))]
-		e.Src, e.Dst = geos[r.IntN(len(geos))], geos[r.IntN(len(geos))]
-		e.DstPort = []int32{22, 80, 445, 2222, peba.NoPort}[r.IntN(5)]
-		e.URL = []string{"", "/", "/a.php", "Attack on port 22/tcp"}[r.IntN(4)]
-		e.SrcIP = netip.AddrFrom4([4]byte{10, 0, 0, byte(r.IntN(20))})
-		switch r.IntN(20) {
-		case 0:
-			e.SrcIP = netip.MustParseAddr("2001:db8::1")
-		case 1:
-			e.SrcIP = netip.Addr{}
-		case 2, 3:
-			// Keys at both sides of the boundaries of the source index
-			// merge's key ranges (srcMergeChunks).
-			e.SrcIP = netip.AddrFrom4([4]byte{byte(16*r.IntN(16) + 15*r.IntN(2)), 255 * byte(r.IntN(2)), 255, byte(r.IntN(2))})
-		}
-		e.Hostname = []string{"", "undefined", "tpot-1", "tpot-2"}[r.IntN(4)]
-		e.DstIP = netip.AddrFrom4([4]byte{192, 0, 2, byte(r.IntN(3))})
-		e.PeerIdent = []string{"cowrie-1", "cowrie-2", "dionaea-1"}[r.IntN(3)]
-		if r.IntN(300) == 0 {
-			e.PeerIdent = "odd\x01ident" // Sensors' separator (stats.go)
-		}
-		out[i] = e
-	}
-	return out
+	return storetest.RollupEvents(r, n, rollupDay, func(i int) peba.Event { return sampleEvent(first+i, "") })
 }
 
 // checkRollupsMatchRaw compares every Stats answer that can use a rollup

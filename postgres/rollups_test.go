@@ -22,44 +22,10 @@ import (
 
 var rollupDay = time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC)
 
-// randomEvents returns n events over rollupDay and the 4 days after it
-// (as duckdb's test does): few distinct values per dim so that rollup rows
-// are shared, create times up to 2 h before or after the receive time, and
-// the edge values the keys must survive: NoPort, -0 and +0 coordinates,
-// country codes with two names, a NUL in a URL.
+// randomEvents returns n random events for the rollup tests
+// (storetest.RollupEvents), numbered from first.
 func randomEvents(r *rand.Rand, n, first int) []peba.Event {
-	types := []string{"SSH/console(cowrie)", "Webpage", "Network(Dionaea)"}
-	geos := []peba.Geo{
-		{Country: "DE", CountryName: "Germany", Lat: 51.2993, Lon: 9.491},
-		{Country: "DE", CountryName: "Deutschland", Lat: 51.2993, Lon: 9.491},
-		{Country: "US", CountryName: "USA", Lat: 37.751, Lon: -97.822},
-		{Country: "-", CountryName: "-", Lat: math.Copysign(0, -1), Lon: 0},
-		peba.UnknownGeo,
-	}
-	out := make([]peba.Event, n)
-	for i := range out {
-		e := sampleEvent(first+i, "")
-		e.ReceivedTime = rollupDay.Add(time.Duration(r.Int64N(int64(5 * 24 * time.Hour))))
-		if r.IntN(4) == 0 {
-			e.ReceivedTime = e.ReceivedTime.Truncate(time.Hour).Add(time.Duration(r.IntN(3)-1) * time.Microsecond)
-		}
-		e.CreateTime = e.ReceivedTime.Add(time.Duration(r.Int64N(int64(4*time.Hour))) - 2*time.Hour)
-		if r.IntN(5) == 0 {
-			e.Domain = peba.DomainPrivate
-		}
-		e.PeerType = types[r.IntN(len(types))]
-		e.Src, e.Dst = geos[r.IntN(len(geos))], geos[r.IntN(len(geos))]
-		e.DstPort = []int32{22, 80, 445, 2222, peba.NoPort}[r.IntN(5)]
-		e.URL = []string{"", "/", "/a.php", "Attack on port 22/tcp", "/\x00"}[r.IntN(5)]
-		e.SrcIP = netip.AddrFrom4([4]byte{10, 0, 0, byte(r.IntN(20))})
-		// Sensor groups: named hosts, and old T-Pots ("" or "undefined")
-		// grouped by target address.
-		e.Hostname = []string{"", "undefined", "tpot-1", "tpot-2", "tpot-\x00"}[r.IntN(5)]
-		e.DstIP = netip.AddrFrom4([4]byte{192, 0, 2, byte(r.IntN(3))})
-		e.PeerIdent = []string{"cowrie-01", "cowrie-02", "dionaea-01", "tanner-01"}[r.IntN(4)]
-		out[i] = e
-	}
-	return out
+	return storetest.RollupEvents(r, n, rollupDay, func(i int) peba.Event { return sampleEvent(first+i, "") })
 }
 
 // checkRollupsMatchRaw compares every Stats answer that can use a rollup

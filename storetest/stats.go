@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"math"
 	"math/rand/v2"
 	"net/netip"
 	"reflect"
@@ -414,4 +415,61 @@ func RandomWindow(r *rand.Rand, day time.Time) peba.Window {
 		w.PeerType = "Webpage"
 	}
 	return w
+}
+
+// RollupEvents returns n events over day and the 4 days after it, made from
+// base(i) (a store's sample event): few distinct values per dim so that
+// rollup rows are shared, create times up to 2 h before or after the
+// receive time (sensor clocks), and the edge values keys must survive:
+// NoPort, -0 and +0 coordinates, country codes with two names, NUL and
+// control bytes in keys, IPv6 and absent sources, and sources at both sides
+// of the boundaries of DuckDB's source index merge chunks. Both stores'
+// rollup tests compare their statistics on these with the raw events.
+func RollupEvents(r *rand.Rand, n int, day time.Time, base func(i int) peba.Event) []peba.Event {
+	types := []string{"SSH/console(cowrie)", "Webpage", "Network(Dionaea)"}
+	geos := []peba.Geo{
+		{Country: "DE", CountryName: "Germany", Lat: 51.2993, Lon: 9.491},
+		{Country: "DE", CountryName: "Deutschland", Lat: 51.2993, Lon: 9.491},
+		{Country: "US", CountryName: "USA", Lat: 37.751, Lon: -97.822},
+		{Country: "-", CountryName: "-", Lat: math.Copysign(0, -1), Lon: 0},
+		peba.UnknownGeo,
+	}
+	out := make([]peba.Event, n)
+	for i := range out {
+		e := base(i)
+		// Microsecond steps around bucket edges as well as anywhere.
+		e.ReceivedTime = day.Add(time.Duration(r.Int64N(int64(5 * 24 * time.Hour))))
+		if r.IntN(4) == 0 {
+			e.ReceivedTime = e.ReceivedTime.Truncate(time.Hour).Add(time.Duration(r.IntN(3)-1) * time.Microsecond)
+		}
+		e.CreateTime = e.ReceivedTime.Add(time.Duration(r.Int64N(int64(4*time.Hour))) - 2*time.Hour)
+		if r.IntN(5) == 0 {
+			e.Domain = peba.DomainPrivate
+		}
+		e.PeerType = types[r.IntN(len(types))]
+		e.Src, e.Dst = geos[r.IntN(len(geos))], geos[r.IntN(len(geos))]
+		e.DstPort = []int32{22, 80, 445, 2222, peba.NoPort}[r.IntN(5)]
+		e.URL = []string{"", "/", "/a.php", "Attack on port 22/tcp", "/\x00"}[r.IntN(5)]
+		e.SrcIP = netip.AddrFrom4([4]byte{10, 0, 0, byte(r.IntN(20))})
+		switch r.IntN(20) {
+		case 0:
+			e.SrcIP = netip.MustParseAddr("2001:db8::1")
+		case 1:
+			e.SrcIP = netip.Addr{}
+		case 2, 3:
+			// Keys at both sides of the boundaries of the DuckDB source
+			// index merge's key ranges (srcMergeChunks).
+			e.SrcIP = netip.AddrFrom4([4]byte{byte(16*r.IntN(16) + 15*r.IntN(2)), 255 * byte(r.IntN(2)), 255, byte(r.IntN(2))})
+		}
+		// Sensor groups: named hosts, and old T-Pots ("" or "undefined")
+		// grouped by target address.
+		e.Hostname = []string{"", "undefined", "tpot-1", "tpot-2", "tpot-\x00"}[r.IntN(5)]
+		e.DstIP = netip.AddrFrom4([4]byte{192, 0, 2, byte(r.IntN(3))})
+		e.PeerIdent = []string{"cowrie-01", "cowrie-02", "dionaea-01", "tanner-01"}[r.IntN(4)]
+		if r.IntN(300) == 0 {
+			e.PeerIdent = "odd\x01ident" // the separator of DuckDB's Sensors keys
+		}
+		out[i] = e
+	}
+	return out
 }
