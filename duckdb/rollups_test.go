@@ -26,7 +26,9 @@ func randomEvents(r *rand.Rand, n, first int) []peba.Event {
 }
 
 // checkRollupsMatchRaw compares every Stats answer that can use a rollup
-// with the raw-table answer, on random windows.
+// with the raw-table answer (storetest.CompareRollups), Sensors also with
+// an oracle over the exported events, and Latest with and without the
+// source index, on random windows.
 func checkRollupsMatchRaw(t *testing.T, s *Store, r *rand.Rand, windows int) {
 	t.Helper()
 	ctx := context.Background()
@@ -49,20 +51,9 @@ func checkRollupsMatchRaw(t *testing.T, s *Store, r *rand.Rand, windows int) {
 				break
 			}
 		}
-		got, err := s.count(ctx, w, true)
-		must(err)
-		want, err := s.count(ctx, w, false)
-		must(err)
-		if got != want {
-			t.Fatalf("Count(%+v) = %d with rollups, %d raw", w, got, want)
-		}
+		storetest.CompareRollups(t, r, w, dims, storetest.Rollups{Count: s.count, Sensors: s.sensors, Top: s.top, Series: s.series})
 		gotS, err := s.sensors(ctx, w, true)
 		must(err)
-		wantS, err := s.sensors(ctx, w, false)
-		must(err)
-		if !reflect.DeepEqual(gotS, wantS) {
-			t.Fatalf("Sensors(%+v) =\n  %+v with rollups\n  %+v raw", w, gotS, wantS)
-		}
 		if oracle := sensorsOf(all, w); !reflect.DeepEqual(gotS, oracle) {
 			t.Fatalf("Sensors(%+v) =\n  %+v\nwant\n  %+v", w, gotS, oracle)
 		}
@@ -79,34 +70,6 @@ func checkRollupsMatchRaw(t *testing.T, s *Store, r *rand.Rand, windows int) {
 		must(err)
 		if !reflect.DeepEqual(gotL, wantL) {
 			t.Fatalf("Latest(%+v, %s, %d) = %d events with the index, %d without", w, src, limit, len(gotL), len(wantL))
-		}
-		for _, d := range dims {
-			limit := r.IntN(4)
-			got, err := s.top(ctx, w, d, limit, true)
-			must(err)
-			want, err := s.top(ctx, w, d, limit, false)
-			must(err)
-			if !reflect.DeepEqual(got, want) {
-				t.Fatalf("Top(%+v, dim %d, %d) =\n  %v with rollups\n  %v raw", w, d, limit, got, want)
-			}
-			all, err := s.top(ctx, w, d, 0, false)
-			must(err)
-			keys := []string{"no such key"}
-			for _, b := range all {
-				if r.IntN(2) == 0 {
-					keys = append(keys, b.Key)
-				}
-			}
-			width := []time.Duration{time.Hour, 6 * time.Hour, 24 * time.Hour}[r.IntN(3)]
-			for _, sd := range []peba.Dim{d, peba.DimNone} {
-				got, err := s.series(ctx, w, width, sd, keys, true)
-				must(err)
-				want, err := s.series(ctx, w, width, sd, keys, false)
-				must(err)
-				if !reflect.DeepEqual(got, want) {
-					t.Fatalf("Series(%+v, %s, dim %d, %q) =\n  %v with rollups\n  %v raw", w, width, sd, keys, got, want)
-				}
-			}
 		}
 	}
 	if subtracting == 0 {

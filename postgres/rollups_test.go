@@ -38,63 +38,12 @@ func checkRollupsMatchRaw(t *testing.T, s *Store, r *rand.Rand, windows int) {
 }
 
 // compareWindow compares every Stats answer on w that can use a rollup with
-// the raw-table answer: Sensors, Count, and Top and Series of every dim
-// (random limits and keys from r).
+// the raw-table answer (storetest.CompareRollups).
 func compareWindow(t *testing.T, s *Store, r *rand.Rand, w peba.Window) {
 	t.Helper()
-	ctx := context.Background()
 	dims := []peba.Dim{peba.DimPeerType, peba.DimSrcIP, peba.DimSrcCountry, peba.DimDstCountry,
 		peba.DimSrcLocation, peba.DimDstLocation, peba.DimURL, peba.DimDstPort}
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	{
-		gs, err := s.sensors(ctx, w, true)
-		must(err)
-		ws, err := s.sensors(ctx, w, false)
-		must(err)
-		if !reflect.DeepEqual(gs, ws) {
-			t.Fatalf("Sensors(%+v) =\n  %v with the rollup\n  %v raw", w, gs, ws)
-		}
-		got, err := s.count(ctx, w, true)
-		must(err)
-		want, err := s.count(ctx, w, false)
-		must(err)
-		if got != want {
-			t.Fatalf("Count(%+v) = %d with rollups, %d raw", w, got, want)
-		}
-		for _, d := range dims {
-			limit := r.IntN(4)
-			got, err := s.top(ctx, w, d, limit, true)
-			must(err)
-			want, err := s.top(ctx, w, d, limit, false)
-			must(err)
-			if !reflect.DeepEqual(got, want) {
-				t.Fatalf("Top(%+v, dim %d, %d) =\n  %v with rollups\n  %v raw", w, d, limit, got, want)
-			}
-			all, err := s.top(ctx, w, d, 0, false)
-			must(err)
-			keys := []string{"no such key"}
-			for _, b := range all {
-				if r.IntN(2) == 0 {
-					keys = append(keys, b.Key)
-				}
-			}
-			width := []time.Duration{time.Hour, 6 * time.Hour, 24 * time.Hour}[r.IntN(3)]
-			for _, sd := range []peba.Dim{d, peba.DimNone} {
-				got, err := s.series(ctx, w, width, sd, keys, true)
-				must(err)
-				want, err := s.series(ctx, w, width, sd, keys, false)
-				must(err)
-				if !reflect.DeepEqual(got, want) {
-					t.Fatalf("Series(%+v, %s, dim %d, %q) =\n  %v with rollups\n  %v raw", w, width, sd, keys, got, want)
-				}
-			}
-		}
-	}
+	storetest.CompareRollups(t, r, w, dims, storetest.Rollups{Count: s.count, Sensors: s.sensors, Top: s.top, Series: s.series})
 }
 
 // TestRollupsMatchRaw fills a store in batches with overlapping buckets and

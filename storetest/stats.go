@@ -473,3 +473,69 @@ func RollupEvents(r *rand.Rand, n int, day time.Time, base func(i int) peba.Even
 	}
 	return out
 }
+
+// Rollups are a store's statistics that can be answered from its rollup
+// tables (rollups true) or from the raw events (false).
+type Rollups struct {
+	Count   func(ctx context.Context, w peba.Window, rollups bool) (int64, error)
+	Sensors func(ctx context.Context, w peba.Window, rollups bool) ([]peba.SensorGroup, error)
+	Top     func(ctx context.Context, w peba.Window, dim peba.Dim, limit int, rollups bool) ([]peba.Bucket, error)
+	Series  func(ctx context.Context, w peba.Window, width time.Duration, dim peba.Dim, keys []string, rollups bool) ([]peba.Point, error)
+}
+
+// CompareRollups checks that every answer on w that can use a rollup equals
+// the raw answer: Count, Sensors, and for each of dims Top (a random limit)
+// and Series of that dim and of DimNone (a random width, and keys drawn
+// from the dim's buckets plus one that matches nothing).
+func CompareRollups(t *testing.T, r *rand.Rand, w peba.Window, dims []peba.Dim, f Rollups) {
+	t.Helper()
+	ctx := context.Background()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	gotN, err := f.Count(ctx, w, true)
+	must(err)
+	wantN, err := f.Count(ctx, w, false)
+	must(err)
+	if gotN != wantN {
+		t.Fatalf("Count(%+v) = %d with rollups, %d raw", w, gotN, wantN)
+	}
+	gotS, err := f.Sensors(ctx, w, true)
+	must(err)
+	wantS, err := f.Sensors(ctx, w, false)
+	must(err)
+	if !reflect.DeepEqual(gotS, wantS) {
+		t.Fatalf("Sensors(%+v) =\n  %+v with rollups\n  %+v raw", w, gotS, wantS)
+	}
+	for _, d := range dims {
+		limit := r.IntN(4)
+		got, err := f.Top(ctx, w, d, limit, true)
+		must(err)
+		want, err := f.Top(ctx, w, d, limit, false)
+		must(err)
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("Top(%+v, dim %d, %d) =\n  %v with rollups\n  %v raw", w, d, limit, got, want)
+		}
+		all, err := f.Top(ctx, w, d, 0, false)
+		must(err)
+		keys := []string{"no such key"}
+		for _, b := range all {
+			if r.IntN(2) == 0 {
+				keys = append(keys, b.Key)
+			}
+		}
+		width := []time.Duration{time.Hour, 6 * time.Hour, 24 * time.Hour}[r.IntN(3)]
+		for _, sd := range []peba.Dim{d, peba.DimNone} {
+			got, err := f.Series(ctx, w, width, sd, keys, true)
+			must(err)
+			want, err := f.Series(ctx, w, width, sd, keys, false)
+			must(err)
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("Series(%+v, %s, dim %d, %q) =\n  %v with rollups\n  %v raw", w, width, sd, keys, got, want)
+			}
+		}
+	}
+}
