@@ -25,6 +25,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -187,11 +188,25 @@ wait $pid
 rm -rf "$2"`
 	cmd := exec.Command("/bin/sh", "-c", script, "sh", bin, dir, strconv.Itoa(port))
 	cmd.SysProcAttr = attr
-	if err := cmd.Start(); err != nil {
+	// Linux sends Pdeathsig when the thread that started the child exits,
+	// not the process (golang/go#27505), and Go ends a thread whose
+	// goroutine exits while locked to it (ingest's applier does): the
+	// server died under a test that had started it from such a thread.
+	// Start it from a thread that lives as long as the test binary.
+	started := make(chan error)
+	go func() {
+		runtime.LockOSThread()
+		err := cmd.Start()
+		started <- err
+		if err == nil {
+			cmd.Wait()
+		}
+		select {} // keep the thread, and so the server, until the test binary exits
+	}()
+	if err := <-started; err != nil {
 		os.RemoveAll(dir)
 		return "", err
 	}
-	go cmd.Wait()
 	dsn := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
