@@ -102,11 +102,11 @@ func (s *Store) AppendEvents(ctx context.Context, events []peba.Event) (peba.App
 					app.Close()
 					return peba.Errorf(peba.EINVALID, "event %d: %s", i, err)
 				}
-				js = js[:0]
 				if err := app.AppendRow(row...); err != nil {
 					app.Close()
 					return fmt.Errorf("cannot append event %d: %w", i, err)
 				}
+				js = js[:0] // the Appender has copied the row's views of js
 				if !allNew {
 					inserted = append(inserted, events[i])
 				}

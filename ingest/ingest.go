@@ -594,16 +594,16 @@ func (p *Pipeline) refused(batch []peba.Event, err error) {
 func (p *Pipeline) apply(batches [][]peba.Event, n int, buf *[]peba.Event, retry, publish bool) (int, []error) {
 	all := batches[0]
 	if len(batches) > 1 {
+		var arr []peba.Event
 		if buf != nil {
-			if cap(*buf) < n {
-				*buf = make([]peba.Event, 0, n)
-			}
-			all = append((*buf)[:0], batches[0]...)
+			arr = *buf
 			defer func() { clear(all); *buf = all[:0] }()
-		} else {
-			all = append(make([]peba.Event, 0, n), batches[0]...)
 		}
-		for _, b := range batches[1:] {
+		if cap(arr) < n {
+			arr = make([]peba.Event, 0, n)
+		}
+		all = arr[:0]
+		for _, b := range batches {
 			all = append(all, b...)
 		}
 	}
