@@ -58,8 +58,18 @@ function authHeaders() {
 
 class AuthError extends Error {}
 
+/**
+ * Thrown by api() when the page started over (another sign-in or view)
+ * while a request was under way: its answer belongs to the data shown
+ * before, and a panel that rendered it would mix the two views (a slow
+ * community answer drawn on the private map, or a private one on the page
+ * of a user who has just signed out).
+ */
+class StaleError extends Error {}
+
 /** GET a statistics endpoint as JSON; null when PEBA answers its "Nope". */
 async function api(path, params = {}) {
+  const gen = state.gen;
   const q = new URLSearchParams();
   for (const [k, v] of Object.entries(params)) if (v !== null && v !== undefined) q.set(k, String(v));
   const ci = ciParam();
@@ -69,6 +79,7 @@ async function api(path, params = {}) {
   if (res.status === 401 || res.status === 403) throw new AuthError(path + ": credentials rejected");
   if (!res.ok) throw new Error(path + ": HTTP " + res.status);
   const text = await res.text();
+  if (gen !== state.gen) throw new StaleError(path + ": answer for the data shown before");
   try {
     return JSON.parse(text);
   } catch {

@@ -84,7 +84,9 @@ export class LiveFeed {
         const reader = res.body.getReader();
         const dec = new TextDecoder();
         const parser = new SSEParser((id, event, data) => {
-          if (event !== "hpfeedevent") return;
+          // A chunk read just before stop() is parsed after it: its events
+          // belong to the credentials (and view) of the connection stopped.
+          if (gen !== this.gen || event !== "hpfeedevent") return;
           let ev;
           try {
             ev = JSON.parse(data);

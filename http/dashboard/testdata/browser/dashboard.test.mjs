@@ -210,6 +210,42 @@ try {
   await priv.ctx.close();
   log("signed in: wrong token refused, private and both views ok, sign-in kept across reload");
 
+  // ------------------------------------------------------------ late answers
+  // An answer to a request of the view the page has just left must not be
+  // shown in the new view. Every community request (no ci parameter) is
+  // held back here; the user signs in (the page starts over, still showing
+  // community data) and picks "private" at once, so the community answers
+  // arrive after the private ones, as they may on a slow network.
+  const late = await open(browser, "late answers");
+  const L = late.page;
+  await loaded(L, "late answers (before sign-in)");
+  const HOLD_MS = 1500;
+  let held = 0;
+  await L.route(/\/alert\//, async (route) => {
+    if (!new URL(route.request().url()).searchParams.has("ci")) {
+      held++;
+      await new Promise((r) => setTimeout(r, HOLD_MS));
+    }
+    await route.continue();
+  });
+  await L.click("#signin-open");
+  await L.fill("#signin-user", spec.user);
+  await L.fill("#signin-token", spec.token);
+  await L.click("#signin-submit");
+  await until("late answers: signed in", async () => (await L.$eval("#account-name", (e) => e.textContent)) === spec.user, 5000);
+  await L.click('#view button[data-view="private"]');
+  await until("late answers: private view drawn", async () => {
+    const s = await stats(L);
+    return s.view === "private" && s.map.drawn >= 5 && s;
+  }, 15000);
+  await L.waitForTimeout(HOLD_MS + 1000); // the held community answers arrive
+  check(held >= 7, `held back ${held} community requests, want one per panel`);
+  s = await stats(L);
+  same([s.map.drawn, s.map.noLocation], [5, 0], "private view map after late community answers: [arcs, no location]");
+  await checkPanels(L, spec.private, "private view after late community answers");
+  await late.ctx.close();
+  log(`late answers: ${held} community answers held back ${HOLD_MS} ms, none shown in the private view`);
+
   // ------------------------------------------------------------ burst
   // Far more events than the map can animate arrive at once: it must keep
   // drawing (frame gaps stay short), respect its in-flight cap, and count
