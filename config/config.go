@@ -56,6 +56,7 @@ type Config struct {
 
 	DuckDBMemoryLimit string // DUCKDB_MEMORY_LIMIT
 	DuckDBThreads     int    // DUCKDB_THREADS
+	WriterNice        int    // WRITERNICE: nice value of the embedded store's writer thread (0: unchanged)
 
 	// PostgresDSN selects the multi-node mode: events, users and payloads
 	// live in this PostgreSQL database instead of DATADIR, shared by every
@@ -199,6 +200,14 @@ var options = []option{
 	{"APPLYDELAY", "200ms", "how long journaled events wait for more to share one store transaction (delays statistics, not acknowledgements nor the live feed; 0: at once)", false, duration(10*time.Second, "200ms", func(c *Config) *time.Duration { return &c.ApplyDelay })},
 	{"COMMITMAXEVENTS", "10000", "most events journaled in one group commit, and applied to the store in one transaction", false, integer(1, func(c *Config) *int { return &c.CommitMaxBatch })},
 	{"SHUTDOWNGRACE", "10s", "how long shutdown waits for in-flight requests and commits", false, duration(0, "10s", func(c *Config) *time.Duration { return &c.ShutdownGrace })},
+	{"WRITERNICE", "-10", "nice value (-20 to 0) of the embedded store's single writer thread, which bounds ingest: it then gets a CPU before the request handlers (Linux; needs CAP_SYS_NICE or RLIMIT_NICE, e.g. systemd LimitNICE=; without, it is logged and ignored; 0: leave it)", false, func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < -20 || n > 0 {
+			return errors.New("must be an integer from -20 to 0")
+		}
+		c.WriterNice = n
+		return nil
+	}},
 	{"DUCKDB_THREADS", "0", "DuckDB worker threads (0: one per CPU but one, at least 1)", false, integer(0, func(c *Config) *int { return &c.DuckDBThreads })},
 	{"DUCKDB_MEMORY_LIMIT", "", "DuckDB memory_limit (empty: the store default, 128MB; raise it if the log shows DuckDB out-of-memory errors)", false, str(func(c *Config) *string { return &c.DuckDBMemoryLimit })},
 	{"POSTGRES_DSN", "", "PostgreSQL database shared by several nodes (postgres://user:pass@host/db?sslmode=...); empty: embedded DuckDB in DATADIR", true, func(c *Config, v string) error {

@@ -4,10 +4,15 @@
 package deploy
 
 import (
+	"io"
 	"os"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/peba-go/peba/config"
 )
 
 func read(t *testing.T, path string) string {
@@ -86,5 +91,23 @@ func TestSystemdUnit(t *testing.T) {
 		if len(set[k]) == 0 || set[k][0] != v {
 			t.Errorf("%s = %q, want %q", k, set[k], v)
 		}
+	}
+
+	// The default WRITERNICE works under the unit: setpriority is allowed
+	// again after the @resources group that holds it is denied (systemd
+	// applies the filter lines in order), and LimitNICE allows the value.
+	cfg, _, err := config.Load("peba", nil, func(string) string { return "" }, io.Discard, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	filters := set["SystemCallFilter"]
+	if i := slices.Index(filters, "setpriority"); i < 0 || !slices.ContainsFunc(filters[:i], func(f string) bool { return strings.Contains(f, "~") && strings.Contains(f, "@resources") }) {
+		t.Errorf("SystemCallFilter = %q: want setpriority allowed after ~@resources", filters)
+	}
+	if lim := set["LimitNICE"]; len(lim) != 1 || lim[0] != strconv.Itoa(cfg.WriterNice) {
+		t.Errorf("LimitNICE = %q, want the default WRITERNICE %d", lim, cfg.WriterNice)
+	}
+	if v := set["SystemCallErrorNumber"]; len(v) != 1 || v[0] != "EPERM" {
+		t.Errorf("SystemCallErrorNumber = %q, want EPERM (a filtered call must fail, not kill the service)", v)
 	}
 }

@@ -176,7 +176,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		fresh = f.CertainlyNew
 	}
 	pipe := ingest.New(store, geo, blobs, ingest.Options{
-		QueueEvents: cfg.QueueEvents, MaxBatch: cfg.CommitMaxBatch, ApplyBatch: cfg.CommitMaxBatch, ApplyDelay: cfg.ApplyDelay, Registerer: reg, Logger: log,
+		QueueEvents: cfg.QueueEvents, MaxBatch: cfg.CommitMaxBatch, ApplyBatch: cfg.CommitMaxBatch, ApplyDelay: cfg.ApplyDelay, WriterNice: cfg.WriterNice, Registerer: reg, Logger: log,
 		OnCommit: onCommit, Journal: jr, Fresh: fresh,
 	})
 	t = time.Now()
