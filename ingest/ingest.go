@@ -570,7 +570,7 @@ func (p *Pipeline) raiseWriterPriority() {
 		return
 	}
 	if err := setThreadNice(p.opt.WriterNice); err != nil {
-		p.log.Warn("Cannot raise the store writer's priority; it runs at the process's priority, and full-load ingest is slower "+
+		p.log.Info("Cannot raise the store writer's priority; it runs at the process's priority, and full-load ingest is slower "+
 			"(allow it with CAP_SYS_NICE or RLIMIT_NICE, e.g. systemd LimitNICE=, or set WRITERNICE=0)",
 			"nice", p.opt.WriterNice, "error", err)
 	}
