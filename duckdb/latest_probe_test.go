@@ -101,6 +101,9 @@ func TestLatestProbe(t *testing.T) {
 		})
 	})
 	time1("fetchEvents", 10, func() error { _, err = s.fetchEvents(ctx, peba.Created, cands); return err })
+	if len(cands) == 0 {
+		t.Skipf("no events of source %s in this database: nothing to compare the rowid alternatives on", src)
+	}
 	// alternatives: rowids within one transaction
 	q := func(ctx context.Context, query string, args ...any) (int, error) {
 		rows, err := s.q(ctx).QueryContext(ctx, query, args...)
