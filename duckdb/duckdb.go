@@ -44,11 +44,12 @@ type Options struct {
 // commits the most (BenchmarkAppendCommit, 1M events in 100-event appends,
 // 2 CPUs: max 12.5 s, against 2.1 s at 128MB, and 4.3 s plus a 23 s
 // checkpoint at Close at 1GB), and cost ~5 µs more per event at full
-// ingest. 64MB costs no more per event than 128MB (TestIngestStages), and
-// at full ingest `serve` peaked 50 MiB lower (449-450 against 497-503 MiB
-// RSS over 180 s) with 5% more alerts/s: at 128MB the uncheckpointed data
-// outgrew the memory limit, and each checkpoint spilled ~200 MB to the
-// temporary file and read it back (docs/performance.md, session 9).
+// ingest; 32MB ~4 µs more. 64MB costs no more per event than 128MB
+// (TestIngestStages), and at full ingest `serve` peaked 50 MiB lower
+// (449-450 against 497-503 MiB RSS over 180 s) with 5% more alerts/s: at
+// 128MB the uncheckpointed data outgrew the memory limit, and each
+// checkpoint spilled ~200 MB to the temporary file and read it back
+// (docs/performance.md, session 9).
 //
 // The memory limit is mostly a cache of blocks DuckDB wrote or read, which
 // it fills to the limit while ingesting: at 50k alerts/s `serve` peaked at
