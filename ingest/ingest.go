@@ -68,7 +68,7 @@ type Options struct {
 	// bounds ingest, is not kept waiting for a CPU by the request handlers
 	// it cannot keep up with anyway: at full load on 2 CPUs it waited for
 	// one 11% of its time; at nice -5 to -19 ingest posted ~5% more alerts
-	// per second (median of 16 runs against 12), a POST p99 ~10% lower
+	// per second (median of 18 runs against 13), a POST p99 ~10% lower
 	// and ~20% fewer 503s (docs/performance.md, session 9). It needs
 	// CAP_SYS_NICE or an RLIMIT_NICE that allows it (systemd LimitNICE=);
 	// without, the applier runs at the process's priority and says so once.

@@ -22,7 +22,7 @@ shift $(( $# < 3 ? $# : 3 ))
 LOADGEN=${LOADGEN:-$BIN}
 ADDR=127.0.0.1:19922
 D=$(mktemp -d)
-trap 'kill $PID $SAMP 2>/dev/null; rm -rf "$D"' EXIT
+trap 'kill ${PID:-} ${SAMP:-} 2>/dev/null; rm -rf "$D"' EXIT
 "$BIN" serve -datadir "$D/data" -bindhost $ADDR -ratelimit_address 0 -ratelimit_sensor 0 "$@" >"$D/serve.log" 2>&1 &
 PID=$!
 for _ in $(seq 1 100); do curl -sf http://$ADDR/heartbeat >/dev/null && break; sleep 0.1; done
