@@ -184,3 +184,39 @@ func TestIngestStages(t *testing.T) {
 	}
 	t.Logf("%-9s cpu %6.2f µs/event  wall %6.2f µs/event (batch %d, %d events)", "TOTAL", float64(sc.Nanoseconds())/1e3/float64(total), float64(sw.Nanoseconds())/1e3/float64(total), size, total)
 }
+
+// TestIngestAppend measures, on demand, AppendEvents as the ingest
+// pipeline's writer calls it: the process CPU time (every thread) and the
+// wall time per event, over rounds of batches shaped like `peba bench
+// ingest` (docs/performance.md):
+//
+//	PEBA_INGEST_APPEND=10000 [PEBA_INGEST_ROUNDS=20] go test -run TestIngestAppend -v ./duckdb/
+func TestIngestAppend(t *testing.T) {
+	size, _ := strconv.Atoi(os.Getenv("PEBA_INGEST_APPEND"))
+	if size == 0 {
+		t.Skip("set PEBA_INGEST_APPEND=batch size")
+	}
+	rounds, _ := strconv.Atoi(os.Getenv("PEBA_INGEST_ROUNDS"))
+	if rounds == 0 {
+		rounds = 20
+	}
+	ctx := context.Background()
+	s, _ := openTemp(t, Options{})
+	r := rand.New(rand.NewPCG(1, 2))
+	var cpu, wall time.Duration
+	for round := range rounds {
+		events := benchLikeEvents(r, size, round*size, time.Now().UTC().Truncate(time.Microsecond))
+		c0, w0 := cpuNow(), time.Now()
+		res, err := s.AppendEvents(ctx, events)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cpu, wall = cpu+cpuNow()-c0, wall+time.Since(w0)
+		if len(res.Inserted) != size {
+			t.Fatalf("round %d: inserted %d of %d", round, len(res.Inserted), size)
+		}
+	}
+	n := float64(size * rounds)
+	t.Logf("AppendEvents: cpu %.2f µs/event, wall %.2f µs/event (batch %d, %d events)",
+		float64(cpu.Nanoseconds())/1e3/n, float64(wall.Nanoseconds())/1e3/n, size, size*rounds)
+}

@@ -10,7 +10,9 @@
 # binaries are compared under the same load generator. The server listens
 # on 127.0.0.1:19922. It prints one Markdown table row:
 #   | NAME | duration | alerts/s | POST p99 | peak RSS | alerts accepted | 503s | server CPU per alert | time |
-# Peak RSS is sampled from /proc every 0.2 s; CPU per alert is the server's
+# Peak RSS is sampled from /proc every 0.2 s while the load runs; the peak
+# of the shutdown that follows (the store's final checkpoint) is given after
+# it in brackets. CPU per alert is the server's
 # user+system time over the run divided by the alerts it accepted. Compare
 # binaries in interleaved runs: on a shared 2-CPU machine single runs vary
 # by 10% and more.
@@ -31,13 +33,15 @@ SAMP=$!
 C0=$(awk '{print $14+$15}' /proc/$PID/stat)
 "$LOADGEN" bench ingest -clients 8 -duration "$DUR" -url http://$ADDR/ews-0.1/alert/postSimpleMessage >"$D/bench.out" 2>&1
 C1=$(awk '{print $14+$15}' /proc/$PID/stat)
+RUNLINES=$(wc -l <"$D/rss")
 ACC=$(curl -s http://$ADDR/metrics | awk '/^peba_ews_alerts_total\{result="accepted"\}/{printf "%d", $2}')
 kill $PID; wait $PID 2>/dev/null
 kill $SAMP 2>/dev/null
-PEAK=$(sort -n "$D/rss" | tail -1)
+PEAK=$(head -n "$RUNLINES" "$D/rss" | sort -n | tail -1)
+DOWN=$(tail -n +"$((RUNLINES + 1))" "$D/rss" | sort -n | tail -1)
 RATE=$(grep -o 'alerts/s=[0-9]*' "$D/bench.out" | cut -d= -f2)
 P99=$(grep -o 'p99=[^ ]*' "$D/bench.out" | cut -d= -f2)
 FAIL=$(grep -o 'failures=[0-9]*' "$D/bench.out" | cut -d= -f2)
 CLK=$(getconf CLK_TCK)
 CPU=$(awk -v c0="$C0" -v c1="$C1" -v a="$ACC" -v hz="$CLK" 'BEGIN{ if (a>0) printf "%.1f", (c1-c0)/hz*1e6/a; else print "-"}')
-printf "| %s | %s | %s | %s | %d MiB | %s | %s | %s µs | %s |\n" "$NAME" "$DUR" "$RATE" "$P99" $((PEAK/1024)) "$ACC" "$FAIL" "$CPU" "$(date -u +%H:%M)"
+printf "| %s | %s | %s | %s | %d MiB (%d) | %s | %s | %s µs | %s |\n" "$NAME" "$DUR" "$RATE" "$P99" $((PEAK/1024)) $((${DOWN:-0}/1024)) "$ACC" "$FAIL" "$CPU" "$(date -u +%H:%M)"
