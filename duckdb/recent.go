@@ -380,48 +380,135 @@ func (s *Store) loadTimes(ctx context.Context) error {
 	}
 	now := time.Now()
 	lo := dbTime(now.Add(-recentSpan))
-	// One list of times per domain and source: few rows (77k for the
-	// 350k events of a day of the benchmark's 10M), and the source goes
-	// with its times by construction.
-	rows, err := s.db.QueryContext(ctx, `SELECT community, src_ip, list(epoch_us(received_time)) FROM events
-		WHERE received_time >= ? GROUP BY community, src_ip`, lo)
+	cut, err := s.recentCut(ctx, lo.UnixMicro())
 	if err != nil {
 		return fmt.Errorf("cannot load recent times: %w", err)
 	}
-	defer rows.Close()
+	ranges, err := s.recentRanges(ctx, cut)
+	if err != nil {
+		return fmt.Errorf("cannot load recent times: %w", err)
+	}
+	// One query per range of at most loadTimesPage events: the driver
+	// materializes a whole result. One query for the whole span (a GROUP
+	// BY source with lists, before) needed more than the 128MB memory
+	// limit on a day of ~2.7M events from as many sources: the times were
+	// never loaded, and every Count that needed them failed.
 	var ev [2][]recentEvent
 	var names srcNames
-	for rows.Next() {
-		var community bool
-		var src string
-		var ts []any
-		if err := rows.Scan(&community, &src, &ts); err != nil {
+	for _, r := range ranges {
+		q := `SELECT community, src_ip, epoch_us(received_time) FROM events WHERE received_time >= ?`
+		args := []any{time.UnixMicro(r[0]).UTC()}
+		if r[1] != 0 {
+			q += ` AND received_time < ?`
+			args = append(args, time.UnixMicro(r[1]).UTC())
+		}
+		if err := s.scanTimes(ctx, &ev, &names, q, args...); err != nil {
 			return fmt.Errorf("cannot load recent times: %w", err)
 		}
-		d := 0
-		if community {
-			d = 1
-		}
-		k := names.keyOfText(src)
-		for _, v := range ts {
-			us, ok := v.(int64)
-			if !ok {
-				return fmt.Errorf("cannot load recent times: list element is %T", v)
-			}
-			ev[d] = append(ev[d], recentEvent{us, k})
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("cannot load recent times: %w", err)
 	}
 	for d := range ev {
 		slices.SortFunc(ev[d], cmpRecent)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.valid, c.lo, c.ev, c.base, c.names = true, lo.UnixMicro(), ev, ev, names
+	c.valid, c.lo, c.ev, c.base, c.names = true, cut, ev, ev, names
 	c.trim(now)
 	return nil
+}
+
+// loadTimesPage is how many events loadTimes reads per query, unless one
+// second holds more (~10 MB in DuckDB).
+var loadTimesPage = 200_000
+
+// scanTimes appends the events of q (community, src_ip, received µs) to ev.
+func (s *Store) scanTimes(ctx context.Context, ev *[2][]recentEvent, names *srcNames, q string, args ...any) error {
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var community bool
+		var src string
+		var us int64
+		if err := rows.Scan(&community, &src, &us); err != nil {
+			return err
+		}
+		d := domainIndex(domainOf(community))
+		ev[d] = append(ev[d], recentEvent{us, names.keyOfText(src)})
+	}
+	return rows.Err()
+}
+
+// recentRanges cuts the events received since from into ranges [start,
+// end) of whole seconds holding at most loadTimesPage events each, but
+// where one second holds more; the last range has end 0: no bound.
+func (s *Store) recentRanges(ctx context.Context, from int64) ([][2]int64, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT epoch_us(date_trunc('second', received_time)) AS b, count(*)
+		FROM events WHERE received_time >= ? GROUP BY b ORDER BY b`, time.UnixMicro(from).UTC())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out [][2]int64
+	start, n := from, 0
+	for rows.Next() {
+		var b int64
+		var c int
+		if err := rows.Scan(&b, &c); err != nil {
+			return nil, err
+		}
+		if n > 0 && n+c > loadTimesPage {
+			out = append(out, [2]int64{start, b})
+			start, n = b, 0
+		}
+		n += c
+	}
+	return append(out, [2]int64{start, 0}), rows.Err()
+}
+
+// recentCut returns the time (µs) from which loadTimes reads: lo if at most
+// recentTimesMax events were received since lo, else the start of the
+// oldest second that, with every newer event, holds at most that many. It
+// counts events per hour, then per minute and per second from the bucket
+// where the cap is crossed: three small aggregates over received_time.
+func (s *Store) recentCut(ctx context.Context, lo int64) (int64, error) {
+	cut := lo
+	for _, unit := range []string{"hour", "minute", "second"} {
+		b, err := s.capCrossing(ctx, unit, cut)
+		if err != nil || b < 0 {
+			return cut, err // everything since cut fits
+		}
+		if unit == "second" {
+			return max(cut, b+1_000_000), nil
+		}
+		cut = max(cut, b)
+	}
+	return cut, nil
+}
+
+// capCrossing returns the start (µs) of the bucket of unit in which the
+// events received since from, counted from the newest, exceed
+// recentTimesMax; -1 if they do not.
+func (s *Store) capCrossing(ctx context.Context, unit string, from int64) (int64, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT epoch_us(date_trunc('`+unit+`', received_time)) AS b, count(*)
+		FROM events WHERE received_time >= ? GROUP BY b ORDER BY b DESC`, time.UnixMicro(from).UTC())
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	total := 0
+	for rows.Next() {
+		var b int64
+		var n int
+		if err := rows.Scan(&b, &n); err != nil {
+			return 0, err
+		}
+		if total += n; total > recentTimesMax {
+			return b, nil
+		}
+	}
+	return -1, rows.Err()
 }
 
 // forgetTimes empties the times (retention). The caller holds the writer
