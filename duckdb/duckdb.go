@@ -38,6 +38,13 @@ type Options struct {
 	// checkpoint inside a commit, e.g. "64MB" (default
 	// DefaultCheckpointThreshold). See Store.Checkpoint.
 	CheckpointThreshold string
+	// NoWarm skips loading the caches of recent events (the de-duplication
+	// filter, the newest events, the recent times) in the background after
+	// Open. A server wants them before its first requests; a command that
+	// exports, imports or manages users does not use them, and their load
+	// holds the writer lock and DuckDB memory (~1 s on a day of millions
+	// of events) while the command works.
+	NoWarm bool
 }
 
 // Defaults. The checkpoint threshold: DuckDB's 16MB default stalled
@@ -151,7 +158,9 @@ func Open(path string, opt Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("cannot open database %s: %w", path, err)
 	}
-	go s.warmRecent() // recent.go
+	if !opt.NoWarm {
+		go s.warmRecent() // recent.go
+	}
 	return s, nil
 }
 

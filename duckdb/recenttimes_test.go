@@ -175,3 +175,37 @@ func TestRecentTimesLoadUnderMemoryLimit(t *testing.T) {
 		}
 	}
 }
+
+// Open loads the recent times in the background unless NoWarm is set
+// (commands other than serve): then they stay unloaded until first used.
+func TestOpenWarmsUnlessNoWarm(t *testing.T) {
+	s, path := openTemp(t, Options{})
+	evs := []peba.Event{sampleEvent(1, "")}
+	evs[0].ReceivedTime = time.Now().UTC()
+	if _, err := s.AppendEvents(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	loaded := func(s *Store) bool {
+		s.times.mu.RLock()
+		defer s.times.mu.RUnlock()
+		return s.times.valid
+	}
+	for _, noWarm := range []bool{true, false} {
+		s, err := Open(path, Options{NoWarm: noWarm})
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for !loaded(s) && time.Now().Before(deadline) && !noWarm {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if noWarm {
+			time.Sleep(300 * time.Millisecond) // what a warm-up would take here
+		}
+		if got := loaded(s); got == noWarm {
+			t.Errorf("NoWarm %v: times loaded %v", noWarm, got)
+		}
+		s.Close()
+	}
+}

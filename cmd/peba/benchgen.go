@@ -106,7 +106,7 @@ func runBenchGen(ctx context.Context, args []string, getenv func(string) string,
 	if rate < 0 || math.IsNaN(rate) || math.IsInf(rate, 0) {
 		return errors.New("rate must be a positive number of events per second")
 	}
-	store, err := openStore(cfg)
+	store, err := openStore(cfg, false)
 	if err != nil {
 		return err
 	}

@@ -125,7 +125,7 @@ func benchStoreSummary(t *testing.T, args []string) (int64, time.Time) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := openStore(cfg)
+	st, err := openStore(cfg, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,7 +40,7 @@ func runImport(ctx context.Context, args []string, getenv func(string) string, s
 		return err
 	}
 	defer closeIn()
-	store, err := openStore(cfg)
+	store, err := openStore(cfg, false)
 	if err != nil {
 		return err
 	}
@@ -146,7 +146,7 @@ func runExport(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return err
 	}
-	store, err := openStore(cfg)
+	store, err := openStore(cfg, false)
 	if err != nil {
 		return err
 	}

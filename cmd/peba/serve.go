@@ -61,14 +61,17 @@ type storeEngine interface {
 // openStore opens the store the configuration selects: the PostgreSQL
 // database of POSTGRES_DSN (multi-node mode, multinode.go), else the
 // embedded store in cfg.DataDir, creating the directory.
-func openStore(cfg *config.Config) (storeEngine, error) {
+// openStore opens the store cfg names. serving is true for serve, which
+// wants the embedded store's caches of recent events loaded before its
+// first requests; the other commands do not use them.
+func openStore(cfg *config.Config, serving bool) (storeEngine, error) {
 	if cfg.PostgresDSN != "" {
 		return openPostgres(cfg)
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("cannot create data directory: %w", err)
 	}
-	st, err := duckdb.Open(filepath.Join(cfg.DataDir, "peba.duckdb"), duckdb.Options{MemoryLimit: cfg.DuckDBMemoryLimit, Threads: cfg.DuckDBThreads})
+	st, err := duckdb.Open(filepath.Join(cfg.DataDir, "peba.duckdb"), duckdb.Options{MemoryLimit: cfg.DuckDBMemoryLimit, Threads: cfg.DuckDBThreads, NoWarm: !serving})
 	if err != nil {
 		if strings.Contains(err.Error(), "lock") {
 			return nil, fmt.Errorf("cannot open the database in %s (is a peba server running on it? stop it first): %w", cfg.DataDir, err)
@@ -112,7 +115,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 
 	t := time.Now()
-	store, err := openStore(cfg)
+	store, err := openStore(cfg, true)
 	if err != nil {
 		return err
 	}

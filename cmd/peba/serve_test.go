@@ -116,7 +116,7 @@ func storedEvents(t *testing.T, dataDir string) map[string]peba.Event {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := openStore(cfg)
+	st, err := openStore(cfg, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,7 +51,7 @@ func runUser(ctx context.Context, args []string, getenv func(string) string, std
 		fmt.Fprint(stderr, userUsage)
 		return errUsage
 	}
-	store, err := openStore(cfg)
+	store, err := openStore(cfg, false)
 	if err != nil {
 		return err
 	}
