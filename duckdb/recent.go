@@ -444,27 +444,20 @@ func (s *Store) scanTimes(ctx context.Context, ev *[2][]recentEvent, names *srcN
 // end) of whole seconds holding at most loadTimesPage events each, but
 // where one second holds more; the last range has end 0: no bound.
 func (s *Store) recentRanges(ctx context.Context, from int64) ([][2]int64, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT epoch_us(date_trunc('second', received_time)) AS b, count(*)
-		FROM events WHERE received_time >= ? GROUP BY b ORDER BY b`, time.UnixMicro(from).UTC())
+	buckets, err := s.receivedPer(ctx, "second", from)
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
 	var out [][2]int64
 	start, n := from, 0
-	for rows.Next() {
-		var b int64
-		var c int
-		if err := rows.Scan(&b, &c); err != nil {
-			return nil, err
+	for _, b := range buckets {
+		if n > 0 && n+b.n > loadTimesPage {
+			out = append(out, [2]int64{start, b.start})
+			start, n = b.start, 0
 		}
-		if n > 0 && n+c > loadTimesPage {
-			out = append(out, [2]int64{start, b})
-			start, n = b, 0
-		}
-		n += c
+		n += b.n
 	}
-	return append(out, [2]int64{start, 0}), rows.Err()
+	return append(out, [2]int64{start, 0}), nil
 }
 
 // recentCut returns the time (µs) from which loadTimes reads: lo if at most
@@ -475,40 +468,54 @@ func (s *Store) recentRanges(ctx context.Context, from int64) ([][2]int64, error
 func (s *Store) recentCut(ctx context.Context, lo int64) (int64, error) {
 	cut := lo
 	for _, unit := range []string{"hour", "minute", "second"} {
-		b, err := s.capCrossing(ctx, unit, cut)
-		if err != nil || b < 0 {
-			return cut, err // everything since cut fits
+		buckets, err := s.receivedPer(ctx, unit, cut)
+		if err != nil {
+			return 0, err
+		}
+		// The bucket in which the events, counted from the newest, exceed
+		// the cap.
+		crossed, total := -1, 0
+		for i := len(buckets) - 1; i >= 0 && crossed < 0; i-- {
+			if total += buckets[i].n; total > recentTimesMax {
+				crossed = i
+			}
+		}
+		if crossed < 0 {
+			return cut, nil // everything since cut fits
 		}
 		if unit == "second" {
-			return max(cut, b+1_000_000), nil
+			return max(cut, buckets[crossed].start+1_000_000), nil
 		}
-		cut = max(cut, b)
+		cut = max(cut, buckets[crossed].start)
 	}
 	return cut, nil
 }
 
-// capCrossing returns the start (µs) of the bucket of unit in which the
-// events received since from, counted from the newest, exceed
-// recentTimesMax; -1 if they do not.
-func (s *Store) capCrossing(ctx context.Context, unit string, from int64) (int64, error) {
+// bucketCount is the number of events received in the bucket from start
+// (µs).
+type bucketCount struct {
+	start int64
+	n     int
+}
+
+// receivedPer counts the events received since from per bucket of unit
+// (a date_trunc unit), oldest first; the first bucket may start before from.
+func (s *Store) receivedPer(ctx context.Context, unit string, from int64) ([]bucketCount, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT epoch_us(date_trunc('`+unit+`', received_time)) AS b, count(*)
-		FROM events WHERE received_time >= ? GROUP BY b ORDER BY b DESC`, time.UnixMicro(from).UTC())
+		FROM events WHERE received_time >= ? GROUP BY b ORDER BY b`, time.UnixMicro(from).UTC())
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer rows.Close()
-	total := 0
+	var out []bucketCount
 	for rows.Next() {
-		var b int64
-		var n int
-		if err := rows.Scan(&b, &n); err != nil {
-			return 0, err
+		var b bucketCount
+		if err := rows.Scan(&b.start, &b.n); err != nil {
+			return nil, err
 		}
-		if total += n; total > recentTimesMax {
-			return b, nil
-		}
+		out = append(out, b)
 	}
-	return -1, rows.Err()
+	return out, rows.Err()
 }
 
 // forgetTimes empties the times (retention). The caller holds the writer

@@ -60,10 +60,9 @@ type storeEngine interface {
 
 // openStore opens the store the configuration selects: the PostgreSQL
 // database of POSTGRES_DSN (multi-node mode, multinode.go), else the
-// embedded store in cfg.DataDir, creating the directory.
-// openStore opens the store cfg names. serving is true for serve, which
-// wants the embedded store's caches of recent events loaded before its
-// first requests; the other commands do not use them.
+// embedded store in cfg.DataDir, creating the directory. serving is true
+// for serve, which wants the embedded store's caches of recent events
+// loaded before its first requests; the other commands do not use them.
 func openStore(cfg *config.Config, serving bool) (storeEngine, error) {
 	if cfg.PostgresDSN != "" {
 		return openPostgres(cfg)
