@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	duckdbdriver "github.com/duckdb/duckdb-go/v2"
@@ -174,47 +175,79 @@ const srcIndexRows = `SELECT * FROM src_index UNION ALL
 	SELECT src, community, first_created, last_created, last_received, [hour], true FROM src_index_tail`
 
 // srcMergeQuery returns a query that combines the rows of the source index
-// in the relation rows per key and domain. The hours are unnested and
-// grouped rather than collected into lists, and max(h, 16) keeps 16 per
-// group: so the memory stays bounded (aggregating lists ran out of the
-// 256 MB memory limit on 10M events).
+// in the relation rows per key and domain, as migration 0004 builds them:
+// the hours are unnested and grouped per key, domain and hour first, then
+// per key and domain, where max(h, 16) keeps the newest 16. Two
+// aggregations in a row, which DuckDB can spill, and no join: combining a
+// per-key aggregate of the bounds with one of the hours by a join ran out
+// of the 128 MB memory limit at 650k keys in one key range (13.7M events
+// from ~9.6M sources), and every append after it failed; aggregating lists
+// of the hours ran out of 256 MB on 10M events.
 func srcMergeQuery(rows string) string {
-	return `WITH r AS (` + rows + `),
-	b AS (SELECT src, community, min(first_created) AS first_created, max(last_created) AS last_created,
-	      max(last_received) AS last_received, bool_and(all_hours) AS all_hours FROM r GROUP BY src, community),
-	h AS (SELECT src, community, max(h, 16) AS hours, count(*) AS n
-	      FROM (SELECT DISTINCT src, community, unnest(hours) AS h FROM r) GROUP BY src, community)
-	SELECT b.src, b.community, first_created, last_created, last_received, hours, all_hours AND n <= 16 AS all_hours
-	FROM b JOIN h ON b.src = h.src AND b.community = h.community`
+	return `SELECT src, community, min(first_created) AS first_created, max(last_created) AS last_created,
+	      max(last_received) AS last_received, max(h, 16) AS hours, bool_and(all_hours) AND count(*) <= 16 AS all_hours
+	FROM (SELECT src, community, h, min(first_created) AS first_created, max(last_created) AS last_created,
+	             max(last_received) AS last_received, bool_and(all_hours) AS all_hours
+	      FROM (SELECT src, community, first_created, last_created, last_received, all_hours, unnest(hours) AS h FROM (` + rows + `))
+	      GROUP BY src, community, h)
+	GROUP BY src, community`
 }
 
-// srcMergeChunks is the number of key ranges that a merge combines one at
-// a time, as migration 0004 does: combining all sources in one statement
-// ran out of the 256 MB memory limit at 9.7M events (831k sorted and 415k
-// tail rows), which failed the append that merged and every one after it.
-const srcMergeChunks = 16
+// srcMergeChunkRows is about how many rows of the source index one
+// statement of a merge combines and sorts: a merge goes through key ranges
+// one at a time, as migration 0004 does, cut at quantiles of the keys so
+// that each range holds about this many rows whatever the addresses. At
+// the 128 MB memory limit, on 9.6M keys (3.2M of them in the tail), 16
+// fixed ranges of ~650k rows ran out of memory sorting (which failed that
+// append and every one after it: ingest stopped), and the whole merge took
+// 10.3 s with ranges of ~300k rows, 7.3 s with ~200k, 8.0 s with ~100k
+// and 8.9 s with ~50k (docs/performance.md, session 11).
+var srcMergeChunkRows int64 = 200_000
+
+// srcIndexColumns are the columns of src_index, as migration 0004 creates
+// them (TestSrcIndexMergeUnderMemoryLimit compares).
+const srcIndexColumns = `(
+	src           UBIGINT   NOT NULL,
+	community     BOOLEAN   NOT NULL,
+	first_created TIMESTAMP NOT NULL,
+	last_created  TIMESTAMP NOT NULL,
+	last_received TIMESTAMP NOT NULL,
+	hours         INTEGER[] NOT NULL,
+	all_hours     BOOLEAN   NOT NULL
+)`
 
 // mergeSrcIndex rewrites src_index as one row per key and domain, sorted
 // by key, from both tables, and empties the tail. It runs in the caller's
-// transaction.
+// transaction. The merged rows go into a new table that then replaces
+// src_index: copying them back into src_index, in the same transaction,
+// ran out of memory where building them did not (16 MB, 1M keys).
 func (s *Store) mergeSrcIndex(ctx context.Context) error {
+	bounds, err := s.srcMergeBounds(ctx)
+	if err != nil {
+		return fmt.Errorf("cannot merge src_index: %w", err)
+	}
 	// Until the transaction commits, the counts are unknown: if it rolls
 	// back, the next append counts again.
 	s.srcIdx.known = false
-	qs := []string{"CREATE TABLE src_index_merge AS SELECT * FROM src_index LIMIT 0"}
-	const width = (srcKeyOther + srcMergeChunks - 1) / srcMergeChunks // the last range holds srcKeyOther
-	for i := range uint64(srcMergeChunks) {
-		rows := fmt.Sprintf("SELECT * FROM (%s) WHERE src >= %d AND src < %d", srcIndexRows, i*width, (i+1)*width)
-		if i == srcMergeChunks-1 {
-			rows = fmt.Sprintf("SELECT * FROM (%s) WHERE src >= %d", srcIndexRows, i*width)
+	qs := []string{"CREATE TABLE src_index_merge " + srcIndexColumns}
+	for i := 0; i <= len(bounds); i++ {
+		var conds []string
+		if i > 0 {
+			conds = append(conds, fmt.Sprintf("src >= %d", bounds[i-1]))
+		}
+		if i < len(bounds) {
+			conds = append(conds, fmt.Sprintf("src < %d", bounds[i]))
+		}
+		rows := "SELECT * FROM (" + srcIndexRows + ")"
+		if len(conds) > 0 {
+			rows += " WHERE " + strings.Join(conds, " AND ")
 		}
 		qs = append(qs, "INSERT INTO src_index_merge SELECT * FROM ("+srcMergeQuery(rows)+") ORDER BY src")
 	}
 	qs = append(qs,
-		"DELETE FROM src_index",
 		"DELETE FROM src_index_tail",
-		"INSERT INTO src_index SELECT * FROM src_index_merge",
-		"DROP TABLE src_index_merge",
+		"DROP TABLE src_index",
+		"ALTER TABLE src_index_merge RENAME TO src_index",
 	)
 	for _, q := range qs {
 		if _, err := s.wconn.ExecContext(ctx, q); err != nil {
@@ -222,6 +255,44 @@ func (s *Store) mergeSrcIndex(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// srcMergeBounds returns the keys at which a merge cuts the source index
+// into ranges of about srcMergeChunkRows rows, ascending and distinct
+// (none: one range). It needs the row counts (countSrcIndex). The
+// quantiles are approximate (a t-digest, in bounded memory), and one key
+// with many rows (srcKeyOther) stays in one range: a range may hold more
+// rows than asked.
+func (s *Store) srcMergeBounds(ctx context.Context) ([]uint64, error) {
+	n := (s.srcIdx.base + s.srcIdx.tail) / srcMergeChunkRows // cuts
+	if n < 1 {
+		return nil, nil
+	}
+	var fr strings.Builder
+	for i := int64(1); i <= n; i++ {
+		if i > 1 {
+			fr.WriteByte(',')
+		}
+		fmt.Fprintf(&fr, "%g", float64(i)/float64(n+1))
+	}
+	var qs []any
+	// Keys fit a BIGINT (srcKeyOther is 2^32), which the driver scans as
+	// int64; of a UBIGINT the quantiles came back as HUGEINT.
+	err := s.wconn.QueryRowContext(ctx, "SELECT approx_quantile(src::BIGINT, ["+fr.String()+
+		"]) FROM (SELECT src FROM src_index UNION ALL SELECT src FROM src_index_tail)").Scan(&qs)
+	if err != nil {
+		return nil, fmt.Errorf("cannot find key ranges: %w", err)
+	}
+	bounds := make([]uint64, 0, len(qs))
+	for _, v := range qs {
+		b, ok := v.(int64)
+		if !ok || b < 0 {
+			return nil, fmt.Errorf("cannot find key ranges: quantile %v (%T)", v, v)
+		}
+		bounds = append(bounds, uint64(b))
+	}
+	slices.Sort(bounds)
+	return slices.Compact(bounds), nil
 }
 
 // retractSrcIndex drops the rows whose events were all received before t
