@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -310,5 +311,32 @@ func TestServeGCPercentUnlessGOGCIsSet(t *testing.T) {
 	}
 	if p := debug.SetGCPercent(100); p != 100 {
 		t.Errorf("GOGC=200: GC percent changed to %d", p)
+	}
+}
+
+// serve fixes malloc's mmap threshold, so that DuckDB's blocks go back to
+// the system when freed, unless the environment tunes malloc.
+func TestServeMallocMmapThreshold(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("glibc only")
+	}
+	env := func(k, v string) func(string) string {
+		return func(key string) string {
+			if key == k {
+				return v
+			}
+			return ""
+		}
+	}
+	if setMallocThreshold(env("MALLOC_MMAP_THRESHOLD_", "65536")) || setMallocThreshold(env("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=65536")) {
+		t.Error("the environment tunes malloc: the threshold was set over it")
+	}
+	if !setMallocThreshold(env("", "")) {
+		t.Fatal("the threshold was not set")
+	}
+	// Without a fixed threshold, glibc raises it to the size of a freed
+	// mmapped block, and serves the next block of that size from the heap.
+	if !secondAllocMmapped(256 << 10) {
+		t.Error("a 256-KiB block (a DuckDB block) freed and allocated again came from the heap, not mmap")
 	}
 }
