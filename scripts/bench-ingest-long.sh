@@ -19,6 +19,7 @@ shift $(( $# < 2 ? $# : 2 ))
 LOADGEN=${LOADGEN:-$BIN}
 ADDR=127.0.0.1:19922
 DIR=${DIR:-$(mktemp -d)}
+mkdir -p "$DIR"
 "$BIN" serve -datadir "$DIR/data" -bindhost $ADDR -ratelimit_address 0 -ratelimit_sensor 0 "$@" >"$DIR/serve.log" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null' EXIT
