@@ -62,9 +62,10 @@ type Options struct {
 // it fills to the limit while ingesting: at 50k alerts/s `serve` peaked at
 // 540-610 MiB RSS with 256MB and 460-490 MiB with 128MB, for the same rate
 // (docs/performance.md, session 6). The statistics endpoints on 10M events
-// were as fast with 128MB (their closed-bucket memos are Go memory), and
-// the largest statement of ingest, the src_index merge, ran at 10M events
-// in 48MB.
+// were as fast with 128MB (their closed-bucket memos are Go memory). The
+// largest statements of ingest, the source index merge's, work on key
+// ranges of ~200k rows at a time, and ran on 9.6M sources within it
+// (srcindex.go).
 const (
 	DefaultMemoryLimit         = "128MB"
 	DefaultCheckpointThreshold = "64MB"

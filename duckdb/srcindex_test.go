@@ -2,7 +2,15 @@ package duckdb
 
 import (
 	"context"
+	"fmt"
+	"net/netip"
+	"reflect"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/peba-go/peba"
 )
 
 // TestSrcIndexMergeUnderMemoryLimit merges a source index of many keys
@@ -35,7 +43,7 @@ func TestSrcIndexMergeUnderMemoryLimit(t *testing.T) {
 	exec(`INSERT INTO src_index_tail
 		SELECT 3232235520 + i % 1000, i % 2 = 0,
 		       TIMESTAMP '2026-11-01' + to_seconds(i), TIMESTAMP '2026-11-01' + to_seconds(i + 1),
-		       TIMESTAMP '2026-11-02' + to_seconds(i), 494200 + i % 20
+		       TIMESTAMP '2026-11-02' + to_seconds(i), 494200 + (i // 1000) % 20
 		FROM range(20000) r(i)`)
 	exec(`INSERT INTO src_index_tail
 		SELECT 4294967296, i % 2 = 0,
@@ -61,6 +69,53 @@ func TestSrcIndexMergeUnderMemoryLimit(t *testing.T) {
 	}
 	before := schema()
 
+	// Readers go on during the merge: one in a transaction begun before it
+	// sees the index as it was, before and after the merge commits; others
+	// see the old or the merged index, never an error.
+	cluster := netip.MustParseAddr("192.168.0.0") // 20 hours, both domains
+	both := []peba.Domain{peba.DomainCommunity, peba.DomainPrivate}
+	var old srcInfo
+	var oldOK bool
+	snapshot := make(chan struct{})
+	merged := make(chan struct{})
+	snapErr := make(chan error, 1)
+	go func() {
+		snapErr <- s.readTx(ctx, func(ctx context.Context) error {
+			var err error
+			if old, oldOK, err = s.srcLookup(ctx, both, cluster); err != nil {
+				close(snapshot)
+				return err
+			}
+			close(snapshot)
+			<-merged
+			again, ok, err := s.srcLookup(ctx, both, cluster)
+			if err != nil || ok != oldOK || !reflect.DeepEqual(again, old) {
+				return fmt.Errorf("in a snapshot from before the merge: %+v, %v, %v; before the merge %+v, %v", again, ok, err, old, oldOK)
+			}
+			return nil
+		})
+	}()
+	<-snapshot
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var lookups, lookupErrs atomic.Int64
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+			lookups.Add(1)
+			if _, ok, err := s.srcLookup(ctx, both, cluster); err != nil || !ok {
+				lookupErrs.Add(1)
+				t.Errorf("lookup during the merge: %v, %v", ok, err)
+			}
+		}
+	}()
+
 	exec("SET memory_limit = '16MB'")
 	s.mu.Lock()
 	err := s.inTx(ctx, func() error {
@@ -70,10 +125,23 @@ func TestSrcIndexMergeUnderMemoryLimit(t *testing.T) {
 		return s.mergeSrcIndex(ctx)
 	})
 	s.mu.Unlock()
+	close(stop)
+	wg.Wait()
 	exec("SET memory_limit = '" + DefaultMemoryLimit + "'")
 	if err != nil {
 		t.Fatalf("merge under a 16 MB limit: %v", err)
 	}
+	close(merged)
+	if err := <-snapErr; err != nil {
+		t.Error(err)
+	}
+	if !oldOK || len(old.hours) != srcHours || old.allHours {
+		t.Errorf("before the merge: %+v, %v; want the newest %d of 20 hours", old, oldOK, srcHours)
+	}
+	if now, ok, err := s.srcLookup(ctx, both, cluster); err != nil || !ok || !reflect.DeepEqual(now, old) {
+		t.Errorf("after the merge: %+v, %v, %v; before %+v", now, ok, err, old)
+	}
+	t.Logf("%d lookups during the merge", lookups.Load())
 
 	if after := schema(); after != before {
 		t.Errorf("src_index after the merge: %s; before: %s", after, before)
