@@ -128,6 +128,9 @@ try {
   await checkPanels(A, spec.anon, "anonymous");
   let s = await stats(A);
   same([s.map.received, s.map.drawn, s.map.noLocation, s.map.skipped], [10, 10, 0, 0], "anonymous map: [events, arcs, no location, sampled out] after replay");
+  // The ticker is re-rendered at most every 250 ms (app.js): the map may
+  // hold the replay before the ticker shows it (CI, session 11).
+  await until("anonymous ticker: 10 rows after replay", async () => (await A.$$eval("#ticker li[data-id]", (l) => l.length)) >= 10, 5000);
   same(await A.$$eval("#ticker li[data-id]", (l) => l.length), 10, "anonymous ticker rows after replay");
   same(await A.$eval("#health", (e) => e.dataset.state), "live", "connection indicator");
   check((await A.$eval("#health", (e) => e.textContent)).includes("Live"), "indicator text says Live");
