@@ -35,7 +35,8 @@ func (s *Store) Sources(ctx context.Context, w peba.Window, q peba.SourceQuery) 
 // DuckDB orders by count; the tie-break by address is made in Go, because
 // the addresses are stored as text, whose order is not numeric. With a
 // limit, reading stops after the count group of the limit-th row, so the
-// tie-break at the cut is exact too.
+// tie-break at the cut is exact too; of that group, no more than twice the
+// limit is held at a time.
 func (s *Store) sourcesStored(ctx context.Context, w peba.Window, q peba.SourceQuery) ([]peba.Source, error) {
 	col, err := timeColumn(w.Field)
 	if err != nil {
@@ -93,6 +94,15 @@ func (s *Store) sourcesStored(ctx context.Context, w peba.Window, q peba.SourceQ
 			continue
 		}
 		out = append(out, peba.Source{Addr: a, Count: n, First: time.UnixMicro(first).UTC(), Last: time.UnixMicro(last).UTC()})
+		if q.Limit > 0 && len(out) >= 2*q.Limit {
+			// A count group at the cut can be most of the window: 21M
+			// addresses seen once in a day took the list to 2.5 GB
+			// (docs/performance.md, session 11). Later rows count no more
+			// than these, so the first Limit in the final order are all
+			// that can stay.
+			sortSourceTies(out)
+			out = out[:q.Limit]
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("cannot list sources: %w", err)

@@ -166,6 +166,13 @@ func memoSplit(w peba.Window, dim peba.Dim, maxGran time.Duration, mark int64) (
 	return closed, edge, rest, lo, hi
 }
 
+// hourEventsMax bounds the events of one hour that the memo reads one by
+// one (hourEvents): ~80 bytes each while they are read, 12 kept. Hours
+// hold far fewer at a fleet's usual rates. A saturating benchmark put 29M
+// events in one hour: reading them took the server to 7 GB RSS and 30 s
+// per request (docs/performance.md, session 11).
+var hourEventsMax = 500_000
+
 // hourEvents are the events of one closed hour of w's filters, for a
 // partial first hour of a window: their times (UTC microseconds, sorted)
 // and keys. A window that starts at any time in the hour sums those at or
@@ -367,6 +374,16 @@ func (s *Store) memoRows(ctx context.Context, w peba.Window, dim peba.Dim, width
 			hev = v.(*hourEvents)
 			hkey = ""
 		} else {
+			// An hour of more events than hourEventsMax is left to the
+			// caller's statement, which groups in DuckDB.
+			var n int
+			err := s.q(ctx).QueryRowContext(ctx, "SELECT count(*) FROM ("+hq+" LIMIT "+strconv.Itoa(hourEventsMax+1)+")", hargs...).Scan(&n)
+			if err != nil {
+				return nil, nil, false, fmt.Errorf("cannot query statistics: %w", err)
+			}
+			if n > hourEventsMax {
+				return nil, nil, false, nil
+			}
 			parts, args = append(parts, hq), append(args, hargs...)
 		}
 	}

@@ -276,3 +276,43 @@ func TestMemoConcurrentLate(t *testing.T) {
 		}
 	}
 }
+
+// A partial first hour of more than hourEventsMax events is not read into
+// the memo event by event: countMemo declines, and Count answers from the
+// tables, the same.
+func TestMemoLeavesCrowdedHoursToTheTables(t *testing.T) {
+	defer func(n int) { hourEventsMax = n }(hourEventsMax)
+	ctx := context.Background()
+	s, _ := openTemp(t, Options{Threads: 2})
+	clock := rollupDay.Add(3*24*time.Hour + 30*time.Minute)
+	s.memo.now = func() time.Time { return clock }
+	for i := range s.memo.mark {
+		s.memo.mark[i].Store(0) // Open moved them to the real time
+	}
+	var old []peba.Event
+	for _, e := range randomEvents(rand.New(rand.NewPCG(5, 6)), 3000, 0) {
+		if e.ReceivedTime.Before(clock.Add(-2*time.Hour)) && e.CreateTime.Before(clock.Add(-2*time.Hour)) {
+			old = append(old, e)
+		}
+	}
+	if _, err := s.AppendEvents(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	w := peba.Window{Domains: []peba.Domain{peba.DomainCommunity, peba.DomainPrivate},
+		From: rollupDay.Add(36*time.Hour + 17*time.Minute), To: rollupDay.Add(60 * time.Hour)}
+	want, err := s.count(ctx, w, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hourEventsMax = 1
+	if n, ok, err := s.countMemo(ctx, w); err != nil || ok {
+		t.Errorf("countMemo with hourEventsMax 1: %d, %v, %v; want it to decline", n, ok, err)
+	}
+	if n, err := s.Count(ctx, w); err != nil || n != want {
+		t.Errorf("Count with hourEventsMax 1: %d, %v; want %d", n, err, want)
+	}
+	hourEventsMax = 1_000_000
+	if n, ok, err := s.countMemo(ctx, w); err != nil || !ok || n != want {
+		t.Errorf("countMemo: %d, %v, %v; want %d from the memo", n, ok, err, want)
+	}
+}
